@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
+from ari_amd.detect.machine import AmdStateMachine
 from ari_amd.detect.params import AmdParams
+from ari_amd.detect.resample import Decimator
+from ari_amd.detect.tones import ToneTracker
+from ari_amd.detect.vad import VoiceActivity
 from ari_amd.detect.verdict import AmdEvent, Verdict
-
-SAMPLE_RATE = 8_000
 
 
 class Detector:
@@ -15,24 +18,69 @@ class Detector:
 
     feed(samples): int16 (or float in [-1, 1]) mono at `sample_rate` (8000 or 16000).
     finish(cause): end of audio (hangup, end of file); emits `unknown` if undecided.
+    Features are computed for all whole frames of a chunk at once; the per-frame
+    decisions that follow are cheap scalar work.
     """
 
     def __init__(self, params: AmdParams | None = None, sample_rate: int = SAMPLE_RATE) -> None:
-        raise NotImplementedError  # being written
+        self.params = params or AmdParams()
+        if sample_rate not in (SAMPLE_RATE, 2 * SAMPLE_RATE):
+            raise ValueError(f"sample_rate must be 8000 or 16000 (got {sample_rate})")
+        self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_done = 0
+        self.vad = VoiceActivity()
+        self.tones = ToneTracker()
+        self.machine = AmdStateMachine(self.params)
+        self.trace: list[tuple[int, float, float, bool, bool]] | None = None  # set to [] to record
 
-    def feed(self, samples: np.ndarray) -> list[AmdEvent]:
-        raise NotImplementedError
-
-    def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
-        raise NotImplementedError
+    @property
+    def time_ms(self) -> int:
+        return self._frames_done * FRAME_MS
 
     @property
     def done(self) -> bool:
-        raise NotImplementedError
+        return bool(self.machine.verdicts) and self.machine.verdicts[-1].final
 
     @property
     def verdicts(self) -> list[Verdict]:
-        raise NotImplementedError
+        return list(self.machine.verdicts)
+
+    def feed(self, samples: np.ndarray) -> list[AmdEvent]:
+        if self.done:
+            return []
+        x = np.asarray(samples)
+        x = x.astype(np.float32) / 32768.0 if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
+        if self._decimator is not None:
+            x = self._decimator.process(x)
+        buf = np.concatenate((self._pending, x)) if len(self._pending) else x
+        n = len(buf) // FRAME
+        self._pending = buf[n * FRAME :].copy()
+        if n == 0:
+            return []
+        feats = analyze(buf[: n * FRAME].reshape(n, FRAME))
+        events: list[AmdEvent] = []
+        vad, tones, machine, trace = self.vad, self.tones, self.machine, self.trace
+        band = feats.band_db.tolist()
+        per = feats.periodicity.tolist()
+        p1, f1 = feats.peak_hz.tolist(), feats.peak_frac.tolist()
+        p2, f2 = feats.peak2_hz.tolist(), feats.peak2_frac.tolist()
+        for i in range(n):
+            self._frames_done += 1
+            t_ms = self._frames_done * FRAME_MS
+            floor = vad.floor_db if vad.floor_db is not None else band[i]
+            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i])
+            speech = vad.update(band[i], per[i], obs.tone or obs.candidate)
+            if trace is not None:
+                trace.append((t_ms, band[i], vad.floor_db or 0.0, speech, obs.tone))
+            events += machine.step(t_ms, speech, obs)
+            if self.done:
+                self._pending = np.zeros(0, dtype=np.float32)
+                break
+        return events
+
+    def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
+        return self.machine.finish(self.time_ms, cause)
 
 
 def classify(samples: np.ndarray, params: AmdParams | None = None, sample_rate: int = SAMPLE_RATE) -> list[Verdict]:

@@ -1,0 +1,180 @@
+"""The AMD state machine: Twilio's timing rules over speech/tone observations.
+
+Enable:           silence >= SilenceTimeout          -> unknown
+                  speech run >= SpeechThreshold      -> machine_start
+                  run ends (silence >= SpeechEnd)    -> human
+                  V.25 / V.21 before any verdict     -> fax
+                  MachineDetectionTimeout            -> unknown
+DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
+                  a beep that ends into quiet        -> machine_end_beep
+                  silence >= SpeechEnd + BEEP_GRACE  -> machine_end_silence
+                  timeout, or the audio ends         -> machine_end_other
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ari_amd.detect.features import FRAME_MS
+from ari_amd.detect.params import AmdParams, Mode
+from ari_amd.detect.tones import Beep, ToneObservation
+from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Segment, Verdict
+
+SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an utterance
+SPEECH_CONFIRM_WINDOW = 8  # frames (160 ms)
+RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR speech flickers
+# Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
+# before a beep that comes 1.5-8 s later. We wait this much more for the beep.
+BEEP_GRACE_MS = 2_500
+
+
+class State(str, Enum):
+    WAITING = "waiting"  # nothing heard yet
+    SPEECH = "speech"  # an utterance run (gaps < SpeechEndThreshold)
+    GREETING = "greeting"  # DetectMessageEnd: machine known, listening for its end
+    DONE = "done"
+
+
+@dataclass
+class Utterance:
+    start_ms: int
+    end_ms: int
+
+
+class AmdStateMachine:
+    def __init__(self, params: AmdParams) -> None:
+        self.params = params
+        self.state = State.WAITING
+        self.utterances: list[Utterance] = []
+        self.tones: list[Segment] = []
+        self.verdicts: list[Verdict] = []
+        self._recent: list[bool] = []
+        self._run_start: int | None = None  # first frame of the current utterance run
+        self._last_speech_end: int | None = None  # end of the newest speech frame
+        self._in_speech = False
+        self._streak = 0  # consecutive speech frames, to back-date an onset
+        self._last_tone_end = 0
+
+    # --- one frame ----------------------------------------------------------
+    def step(self, t_ms: int, speech: bool, tones: ToneObservation) -> list[AmdEvent]:
+        """t_ms: the audio time at the end of this frame."""
+        if self.state is State.DONE:
+            return []
+        events: list[AmdEvent] = []
+        frame_start = t_ms - FRAME_MS
+        if tones.tone or tones.candidate:
+            self._last_tone_end = t_ms  # a sounding tone is not silence: it holds the human decision
+        confirmed = self._confirm(speech)
+
+        if tones.beep is not None:
+            events += self._on_beep(tones.beep, t_ms)
+            if self.state is State.DONE:
+                return events
+        if tones.fax and self.state in (State.WAITING, State.SPEECH):
+            return events + self._decide(AnsweredBy.FAX, t_ms, f"fax {tones.fax.replace('_', ' ')} at {t_ms}ms")
+        if tones.sit and self.state is not State.GREETING:
+            return events + self._decide(AnsweredBy.UNKNOWN, t_ms, f"sit_tone: special information tones at {t_ms}ms")
+
+        # Utterance bookkeeping, with onsets back-dated to the first frame that was speech.
+        if confirmed and not self._in_speech:
+            onset = max(frame_start - FRAME_MS * (self._streak - 1), self._last_speech_end or 0)
+            self._in_speech = True
+            self.utterances.append(Utterance(onset, t_ms))
+            events.append(AmdEvent(EventKind.SPEECH_START, onset))
+            if self._run_start is None:
+                self._run_start = onset
+        elif self._in_speech and speech:
+            self.utterances[-1].end_ms = t_ms
+        elif self._in_speech and not speech:
+            # Any non-speech frame closes the utterance; short gaps are bridged by the run rule.
+            self._in_speech = False
+            self._last_speech_end = self.utterances[-1].end_ms
+            events.append(AmdEvent(EventKind.SPEECH_END, self._last_speech_end))
+
+        p = self.params
+        if self.state is State.WAITING:
+            if self._run_start is not None:
+                self.state = State.SPEECH
+            elif t_ms >= p.silence_timeout_ms:
+                return events + self._decide(
+                    AnsweredBy.UNKNOWN, t_ms, f"silence_timeout {p.silence_timeout_ms}ms: no speech"
+                )
+        if self.state is State.SPEECH:
+            assert self._run_start is not None
+            run = (self.utterances[-1].end_ms if self._in_speech else self._last_speech_end or t_ms) - self._run_start
+            if self._in_speech and run >= p.speech_threshold_ms:
+                cause = f"speech_threshold {p.speech_threshold_ms}ms reached at {t_ms}ms"
+                if p.mode is Mode.ENABLE:
+                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, cause)
+                events += self._interim(AnsweredBy.MACHINE_START, t_ms, cause)
+                self.state = State.GREETING
+            elif not self._in_speech and self._silence(t_ms) >= p.speech_end_threshold_ms:
+                return events + self._decide(
+                    AnsweredBy.HUMAN,
+                    t_ms,
+                    f"speech_end_threshold {p.speech_end_threshold_ms}ms of silence after {run}ms of speech",
+                )
+        if self.state is State.GREETING and not self._in_speech:
+            quiet = p.speech_end_threshold_ms + BEEP_GRACE_MS
+            if self._silence(t_ms) >= quiet:
+                return events + self._decide(
+                    AnsweredBy.MACHINE_END_SILENCE, t_ms, f"{quiet}ms of silence after the greeting, no beep"
+                )
+        if t_ms >= p.timeout_ms:
+            late = AnsweredBy.MACHINE_END_OTHER if self.state is State.GREETING else AnsweredBy.UNKNOWN
+            return events + self._decide(late, t_ms, f"timeout {p.timeout_ms}ms")
+        return events
+
+    def finish(self, t_ms: int, cause: str) -> list[AmdEvent]:
+        """The audio ended (hangup, end of file) before a final verdict."""
+        if self.state is State.DONE:
+            return []
+        if self.state is State.GREETING:
+            silent = not self._in_speech and self._silence(t_ms) >= self.params.speech_end_threshold_ms
+            kind = AnsweredBy.MACHINE_END_SILENCE if silent else AnsweredBy.MACHINE_END_OTHER
+            return self._decide(kind, t_ms, f"{cause} at {t_ms}ms during the greeting")
+        return self._decide(AnsweredBy.UNKNOWN, t_ms, f"{cause} at {t_ms}ms before a verdict")
+
+    # --- helpers ------------------------------------------------------------
+    def _confirm(self, speech: bool) -> bool:
+        self._streak = self._streak + 1 if speech else 0
+        self._recent.append(speech)
+        if len(self._recent) > SPEECH_CONFIRM_WINDOW:
+            del self._recent[0]
+        need = RESUME_CONFIRM_FRAMES if self.state in (State.SPEECH, State.GREETING) else SPEECH_CONFIRM_FRAMES
+        return speech and sum(self._recent) >= need
+
+    def _silence(self, t_ms: int) -> int:
+        last = max(self._last_speech_end or 0, self._last_tone_end)
+        return t_ms - last
+
+    def _on_beep(self, beep: Beep, t_ms: int) -> list[AmdEvent]:
+        self.tones.append(Segment("beep", beep.start_ms, beep.end_ms))
+        events = [AmdEvent(EventKind.BEEP_START, beep.start_ms), AmdEvent(EventKind.BEEP_END, beep.end_ms)]
+        cause = f"beep {beep.hz:.0f}Hz {beep.end_ms - beep.start_ms}ms ended at {beep.end_ms}ms"
+        if self.state is State.GREETING:
+            events += self._decide(AnsweredBy.MACHINE_END_BEEP, t_ms, cause)
+        elif self.state in (State.WAITING, State.SPEECH):
+            # Beyond Twilio: people don't beep. A short greeting, then a beep before the
+            # human decision fell due, is a machine whose greeting has already ended.
+            if self.params.mode is Mode.ENABLE:
+                events += self._decide(AnsweredBy.MACHINE_START, t_ms, cause + ", before a verdict")
+            else:
+                events += self._decide(AnsweredBy.MACHINE_END_BEEP, t_ms, cause + ", before a verdict")
+        return events
+
+    def _segments(self) -> tuple[Segment, ...]:
+        speech = [Segment("speech", u.start_ms, u.end_ms) for u in self.utterances]
+        return tuple(sorted(speech + self.tones, key=lambda s: s.start_ms))
+
+    def _interim(self, kind: AnsweredBy, t_ms: int, cause: str) -> list[AmdEvent]:
+        verdict = Verdict(kind, t_ms, cause, final=False, segments=self._segments())
+        self.verdicts.append(verdict)
+        return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]
+
+    def _decide(self, kind: AnsweredBy, t_ms: int, cause: str) -> list[AmdEvent]:
+        self.state = State.DONE
+        verdict = Verdict(kind, t_ms, cause, final=True, segments=self._segments())
+        self.verdicts.append(verdict)
+        return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]

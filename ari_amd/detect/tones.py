@@ -1,0 +1,212 @@
+"""Tone detectors over per-frame spectral peaks: voicemail beeps, fax (V.25 / V.21), SIT.
+
+A tone is a run of frames whose spectrum is one or two narrow peaks that stay put
+(or glide slowly). What the run *was* is decided from its frequency, duration and what
+follows it: a beep is short (80 ms-1.6 s) and ends into quiet, because the machine
+starts recording; ringback is longer and cadenced; music keeps sounding after its notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ari_amd.detect.features import FRAME_MS
+
+TONAL_FRAC = 0.62  # one peak holding this share of the band power
+TWO_TONE_FRAC = 0.82  # or two peaks together (dual tones, tone + harmonic)
+TONE_ABOVE_FLOOR_DB = 4.0  # purity, not loudness, says tone; the floor may have crept up under it
+MAX_STEP_HZ = 12.0  # frame-to-frame drift allowed inside one tone (glides); voice pitch moves more
+MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
+
+BEEP_MIN_MS = 80
+BEEP_MAX_MS = 1_600
+BEEP_LO_HZ, BEEP_HI_HZ = 280.0, 2_600.0
+BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
+BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor
+BEEP_DECAY_FRAMES = 2  # loud frames allowed after the tone: its decay, room echo
+BEEP_MAX_SPREAD_DB = 4.5  # a beep's level is flat; measured: beeps p95 2.4 dB, vowels p50 4.1 dB
+BEEP_VOICE_HZ = 420.0  # below this a tone may be a voice's fundamental: demand a flatter level
+BEEP_VOICE_SPREAD_DB = 1.5
+
+FAX_ANS_HZ = 2_100.0
+FAX_ANS_TOL_HZ = 40.0
+FAX_ANS_MS = 400  # V.25 answer tone lasts 2.6-4 s; a beep this pitch is rare before any speech
+V21_MARK_HZ, V21_SPACE_HZ = 1_650.0, 1_850.0
+V21_TOL_HZ = 60.0
+V21_MS = 200
+
+SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
+SIT_SEGMENT_MS = (200, 450)
+
+
+DEBUG=False
+@dataclass
+class ToneRun:
+    start_ms: int
+    end_ms: int
+    hz: float
+    purity: float
+    frames: int = 0
+    lo_db: float = 0.0  # level range over the run's interior frames: a beep is flat, a vowel swells
+    hi_db: float = -200.0
+
+    @property
+    def spread_db(self) -> float:
+        return max(0.0, self.hi_db - self.lo_db)
+
+
+@dataclass(frozen=True)
+class Beep:
+    start_ms: int
+    end_ms: int
+    hz: float
+
+
+@dataclass(frozen=True)
+class ToneObservation:
+    """What the tone tracker says about one frame."""
+
+    tone: bool  # this frame is part of a tone (VAD must not call it speech)
+    candidate: bool = False  # a tone may be starting: don't count it as speech yet
+    fax: str | None = None  # "v25_answer_tone" / "v21_flags" when first confirmed
+    sit: bool = False  # SIT sequence completed at this frame
+    beep: Beep | None = None  # a beep confirmed over (ended into quiet) at this frame
+
+
+class ToneTracker:
+    """Per-call tone state. Feed one frame at a time, in order."""
+
+    def __init__(self) -> None:
+        self._run: ToneRun | None = None
+        self._pending: ToneRun | None = None  # candidate beep group awaiting quiet
+        self._quiet_frames = 0
+        self._loud_frames = 0
+        self._prev_level = 0.0
+        self._fax_ms = 0
+        self._v21_ms = 0
+        self.fax_found: str | None = None
+        self._sit_runs: list[ToneRun] = []
+        self.runs: list[ToneRun] = []  # every finished tone run, for evidence
+
+    def update(
+        self,
+        t_ms: int,
+        level_db: float,
+        floor_db: float,
+        peak_hz: float,
+        peak_frac: float,
+        peak2_hz: float,
+        peak2_frac: float,
+    ) -> ToneObservation:
+        start_ms = t_ms - FRAME_MS
+        loud = level_db > floor_db + TONE_ABOVE_FLOOR_DB
+        single = peak_frac >= TONAL_FRAC
+        dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
+        tonal = loud and (single or dual)
+        fax = self._track_fax(tonal, peak_hz, peak2_hz, dual)
+
+        run = self._run
+        if tonal and run is not None and abs(peak_hz - run.hz) <= MAX_STEP_HZ:
+            run.end_ms = t_ms
+            run.hz = peak_hz
+            run.purity += peak_frac + (peak2_frac if dual and not single else 0.0)
+            run.frames += 1
+            if run.frames > 2:  # the first frames straddle the onset
+                run.lo_db = min(run.lo_db, self._prev_level)
+                run.hi_db = max(run.hi_db, self._prev_level)
+        else:
+            if run is not None:
+                self._close_run(run)
+            self._run = ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, lo_db=200.0) if tonal else None
+        self._prev_level = level_db  # the last frame of a run straddles its end: judged one frame late
+        run = self._run
+        is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
+        candidate = run is not None and run.frames >= 2
+        sit = self._sit_complete()
+        beep = self._track_beep(t_ms, level_db, floor_db, is_tone)
+        return ToneObservation(tone=is_tone, candidate=candidate, fax=fax, sit=sit, beep=beep)
+
+    # --- fax -----------------------------------------------------------------
+    def _track_fax(self, tonal: bool, peak_hz: float, peak2_hz: float, dual: bool) -> str | None:
+        if self.fax_found:
+            return None
+        if tonal and abs(peak_hz - FAX_ANS_HZ) <= FAX_ANS_TOL_HZ:
+            self._fax_ms += FRAME_MS
+        elif self._fax_ms and not tonal:
+            # V.25 phase reversals and ANSam dips blur a frame or two: decay, don't reset.
+            self._fax_ms = max(0, self._fax_ms - FRAME_MS // 2)
+        else:
+            self._fax_ms = 0
+        pair = {_near(peak_hz, V21_MARK_HZ, V21_TOL_HZ), _near(peak2_hz, V21_SPACE_HZ, V21_TOL_HZ)}
+        pair2 = {_near(peak_hz, V21_SPACE_HZ, V21_TOL_HZ), _near(peak2_hz, V21_MARK_HZ, V21_TOL_HZ)}
+        if dual and (pair == {True} or pair2 == {True}):
+            self._v21_ms += FRAME_MS
+        else:
+            self._v21_ms = 0
+        if self._fax_ms >= FAX_ANS_MS:
+            self.fax_found = "v25_answer_tone"
+        elif self._v21_ms >= V21_MS:
+            self.fax_found = "v21_flags"
+        return self.fax_found
+
+    # --- beeps ---------------------------------------------------------------
+    def _close_run(self, run: ToneRun) -> None:
+        if run.frames < MIN_TONE_FRAMES:
+            return
+        run.purity /= run.frames
+        self.runs.append(run)
+        if DEBUG: print("run", run)
+        self._sit_runs.append(run)
+        if not _beep_like(run):
+            return
+        pending = self._pending
+        if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
+            pending.purity = (pending.purity * pending.frames + run.purity * run.frames) / (pending.frames + run.frames)
+            pending.end_ms = run.end_ms
+            pending.frames += run.frames
+        else:
+            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames)
+        self._quiet_frames = 0
+
+    def _track_beep(self, t_ms: int, level_db: float, floor_db: float, is_tone: bool) -> Beep | None:
+        pending = self._pending
+        if pending is None or self._run is not None:
+            self._quiet_frames = 0
+            self._loud_frames = 0
+            return None
+        if level_db > floor_db + BEEP_QUIET_DB:
+            self._loud_frames += 1
+            if self._loud_frames > BEEP_DECAY_FRAMES:
+                # Sound goes on after the tone: music, speech, a voice over it: not a beep.
+                self._pending = None
+            return None
+        if t_ms - pending.end_ms < BEEP_MERGE_GAP_MS:
+            return None
+        self._pending = None
+        duration = pending.end_ms - pending.start_ms
+        if BEEP_MIN_MS <= duration <= BEEP_MAX_MS:
+            return Beep(pending.start_ms, pending.end_ms, pending.hz)
+        return None
+
+    # --- SIT -----------------------------------------------------------------
+    def _sit_complete(self) -> bool:
+        runs = self._sit_runs[-3:]
+        if len(runs) < 3:
+            return False
+        ok = all(
+            lo <= r.hz <= hi and SIT_SEGMENT_MS[0] <= r.end_ms - r.start_ms <= SIT_SEGMENT_MS[1]
+            for r, (lo, hi) in zip(runs, SIT_BANDS)
+        ) and all(b.start_ms - a.end_ms <= 100 for a, b in zip(runs, runs[1:]))
+        if ok:
+            self._sit_runs.clear()
+        return ok
+
+
+def _beep_like(run: ToneRun) -> bool:
+    if not BEEP_LO_HZ <= run.hz <= BEEP_HI_HZ or run.spread_db > BEEP_MAX_SPREAD_DB:
+        return False
+    return run.hz >= BEEP_VOICE_HZ or run.spread_db <= BEEP_VOICE_SPREAD_DB
+
+
+def _near(hz: float, target: float, tol: float) -> bool:
+    return abs(hz - target) <= tol

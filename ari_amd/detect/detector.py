@@ -73,7 +73,7 @@ class Detector:
             speech = vad.update(band[i], per[i], obs.tone or obs.candidate)
             if trace is not None:
                 trace.append((t_ms, band[i], vad.floor_db or 0.0, speech, obs.tone))
-            events += machine.step(t_ms, speech, obs)
+            events += machine.step(t_ms, speech, obs, vad.sounding)
             if self.done:
                 self._pending = np.zeros(0, dtype=np.float32)
                 break

@@ -57,14 +57,15 @@ class AmdStateMachine:
         self._last_tone_end = 0
 
     # --- one frame ----------------------------------------------------------
-    def step(self, t_ms: int, speech: bool, tones: ToneObservation) -> list[AmdEvent]:
+    def step(self, t_ms: int, speech: bool, tones: ToneObservation, sounding: bool = False) -> list[AmdEvent]:
         """t_ms: the audio time at the end of this frame."""
         if self.state is State.DONE:
             return []
         events: list[AmdEvent] = []
         frame_start = t_ms - FRAME_MS
-        if tones.tone or tones.candidate:
-            self._last_tone_end = t_ms  # a sounding tone is not silence: it holds the human decision
+        if tones.tone or tones.candidate or sounding:
+            # A tone or music is not silence: it holds the human decision (a beep may follow).
+            self._last_tone_end = t_ms
         confirmed = self._confirm(speech)
 
         if tones.beep is not None:

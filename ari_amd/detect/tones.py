@@ -12,21 +12,33 @@ from dataclasses import dataclass
 
 from ari_amd.detect.features import FRAME_MS
 
-TONAL_FRAC = 0.62  # one peak holding this share of the band power
+DEAD_DB = -90.0  # digital silence: a lost packet filled with zeros
+
+TONAL_FRAC = 0.55  # one peak holding this share of the band power starts a tone
+TONAL_CONTINUE_FRAC = 0.4  # and this keeps one going at the same pitch (beeps in loud noise)
 TWO_TONE_FRAC = 0.82  # or two peaks together (dual tones, tone + harmonic)
 TONE_ABOVE_FLOOR_DB = 4.0  # purity, not loudness, says tone; the floor may have crept up under it
 MAX_STEP_HZ = 12.0  # frame-to-frame drift allowed inside one tone (glides); voice pitch moves more
+CANDIDATE_PURITY = 0.7  # mean purity for a starting tone to hold speech back (voices rarely reach it)
 MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
 
-BEEP_MIN_MS = 80
+BEEP_MIN_MS = 120
 BEEP_MAX_MS = 1_600
 BEEP_LO_HZ, BEEP_HI_HZ = 280.0, 2_600.0
 BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
-BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor
+BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor...
+BEEP_DROP_DB = 12.0  # ...or this far below the beep (the floor may be stale after a long tone)
 BEEP_DECAY_FRAMES = 2  # loud frames allowed after the tone: its decay, room echo
-BEEP_MAX_SPREAD_DB = 4.5  # a beep's level is flat; measured: beeps p95 2.4 dB, vowels p50 4.1 dB
-BEEP_VOICE_HZ = 420.0  # below this a tone may be a voice's fundamental: demand a flatter level
-BEEP_VOICE_SPREAD_DB = 1.5
+BEEP_PURITY = 0.6
+BEEP_MAX_SPREAD_DB = 3.0  # a beep's level is flat
+BEEP_STEADY_MS = 300  # past this, the allowed level spread grows with the duration
+BEEP_LONG_SPREAD_DB = 6.0
+BEEP_MAX_PITCH_RANGE_HZ = 12.0  # and so is its pitch...
+BEEP_GLIDE_HZ_PER_MS = 0.12  # ...unless it glides, slowly, over a longer run
+BEEP_PULSE_MIN_MS = 80
+BEEP_PULSE_PURITY = 0.75
+BEEP_PULSE_SPREAD_DB = 2.0
+BEEP_PULSE_PITCH_RANGE_HZ = 6.0
 
 FAX_ANS_HZ = 2_100.0
 FAX_ANS_TOL_HZ = 40.0
@@ -47,6 +59,9 @@ class ToneRun:
     hz: float
     purity: float
     frames: int = 0
+    lo_hz: float = 1e9  # pitch range over the run: a beep holds its pitch, a sung vowel wavers
+    hi_hz: float = 0.0
+    level_db: float = -100.0  # the loudest interior level
     lo_db: float = 0.0  # level range over the run's interior frames: a beep is flat, a vowel swells
     hi_db: float = -200.0
 
@@ -99,29 +114,40 @@ class ToneTracker:
         peak2_frac: float,
     ) -> ToneObservation:
         start_ms = t_ms - FRAME_MS
+        run = self._run
+        if level_db <= DEAD_DB:
+            # A lost packet (zeros) inside a tone is a hole, not its end.
+            if run is not None:
+                run.end_ms = t_ms
+            return ToneObservation(tone=run is not None and run.frames >= MIN_TONE_FRAMES)
         loud = level_db > floor_db + TONE_ABOVE_FLOOR_DB
         single = peak_frac >= TONAL_FRAC
         dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
         tonal = loud and (single or dual)
         fax = self._track_fax(tonal, peak_hz, peak2_hz, dual)
 
-        run = self._run
-        if tonal and run is not None and abs(peak_hz - run.hz) <= MAX_STEP_HZ:
+        same_pitch = run is not None and abs(peak_hz - run.hz) <= MAX_STEP_HZ
+        if same_pitch and not tonal and loud and peak_frac >= TONAL_CONTINUE_FRAC:
+            tonal = single = True
+        if tonal and run is not None and same_pitch:
             run.end_ms = t_ms
             run.hz = peak_hz
+            run.lo_hz = min(run.lo_hz, peak_hz)
+            run.hi_hz = max(run.hi_hz, peak_hz)
             run.purity += peak_frac + (peak2_frac if dual and not single else 0.0)
             run.frames += 1
             if run.frames > 2:  # the first frames straddle the onset
                 run.lo_db = min(run.lo_db, self._prev_level)
                 run.hi_db = max(run.hi_db, self._prev_level)
+                run.level_db = run.hi_db
         else:
             if run is not None:
                 self._close_run(run)
-            self._run = ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, lo_db=200.0) if tonal else None
+            self._run = ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, peak_hz, peak_hz, 200.0) if tonal else None
         self._prev_level = level_db  # the last frame of a run straddles its end: judged one frame late
         run = self._run
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
-        candidate = run is not None and run.frames >= 2
+        candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
         beep = self._track_beep(t_ms, level_db, floor_db, is_tone)
         return ToneObservation(tone=is_tone, candidate=candidate, fax=fax, sit=sit, beep=beep)
@@ -164,8 +190,9 @@ class ToneTracker:
             pending.purity = (pending.purity * pending.frames + run.purity * run.frames) / (pending.frames + run.frames)
             pending.end_ms = run.end_ms
             pending.frames += run.frames
+            pending.level_db = max(pending.level_db, run.level_db)
         else:
-            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames)
+            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db)
         self._quiet_frames = 0
 
     def _track_beep(self, t_ms: int, level_db: float, floor_db: float, is_tone: bool) -> Beep | None:
@@ -174,7 +201,7 @@ class ToneTracker:
             self._quiet_frames = 0
             self._loud_frames = 0
             return None
-        if level_db > floor_db + BEEP_QUIET_DB:
+        if level_db > max(floor_db + BEEP_QUIET_DB, pending.level_db - BEEP_DROP_DB):
             self._loud_frames += 1
             if self._loud_frames > BEEP_DECAY_FRAMES:
                 # Sound goes on after the tone: music, speech, a voice over it: not a beep.
@@ -184,7 +211,7 @@ class ToneTracker:
             return None
         self._pending = None
         duration = pending.end_ms - pending.start_ms
-        if BEEP_MIN_MS <= duration <= BEEP_MAX_MS:
+        if BEEP_PULSE_MIN_MS <= duration <= BEEP_MAX_MS:
             return Beep(pending.start_ms, pending.end_ms, pending.hz)
         return None
 
@@ -203,9 +230,26 @@ class ToneTracker:
 
 
 def _beep_like(run: ToneRun) -> bool:
-    if not BEEP_LO_HZ <= run.hz <= BEEP_HI_HZ or run.spread_db > BEEP_MAX_SPREAD_DB:
+    """Is this tone run shaped like (part of) a beep? Measured on the dev corpus: beep runs
+    hold their pitch within 2 Hz (p50) and their level within 0.3 dB; the vowels of flat,
+    synthetic voices that come closest waver by 18 Hz and 4 dB."""
+    duration = run.end_ms - run.start_ms
+    if not BEEP_LO_HZ <= run.hz <= BEEP_HI_HZ:
         return False
-    return run.hz >= BEEP_VOICE_HZ or run.spread_db <= BEEP_VOICE_SPREAD_DB
+    pitch_range = run.hi_hz - run.lo_hz
+    if duration >= BEEP_MIN_MS:
+        glide_allowance = max(BEEP_MAX_PITCH_RANGE_HZ, BEEP_GLIDE_HZ_PER_MS * (duration - BEEP_MIN_MS))
+        # A long steady tone is no vowel: let noise (hum beating, street) shake its level more.
+        spread_allowance = min(BEEP_LONG_SPREAD_DB, BEEP_MAX_SPREAD_DB * duration / BEEP_STEADY_MS)
+        spread_allowance = max(BEEP_MAX_SPREAD_DB, spread_allowance)
+        return run.purity >= BEEP_PURITY and run.spread_db <= spread_allowance and pitch_range <= glide_allowance
+    # Short pulses (double beeps) must be cleaner still.
+    return (
+        duration >= BEEP_PULSE_MIN_MS
+        and run.purity >= BEEP_PULSE_PURITY
+        and run.spread_db <= BEEP_PULSE_SPREAD_DB
+        and pitch_range <= BEEP_PULSE_PITCH_RANGE_HZ
+    )
 
 
 def _near(hz: float, target: float, tol: float) -> bool:

@@ -10,6 +10,8 @@ within half a second. Digital-zero frames (packet loss, dropouts) teach it nothi
 
 from __future__ import annotations
 
+from collections import deque
+
 START_DB = 8.0  # above the floor to open speech
 START_STRONG_DB = 5.0  # ... or this, if strongly voiced (low-SNR lines)
 VOICED_STRONG = 0.8
@@ -19,6 +21,14 @@ VOICED_CONTINUE = 0.55  # periodicity that keeps it going
 VOICED_HOLD = 8  # frames (160 ms) an unvoiced active frame may follow a voiced one
 STEP_UNVOICED_DB = 1.0  # median-tracker step for frames that cannot be a voice
 STEP_VOICED_DB = 0.05  # and for frames that could (babble, or our talker)
+CEILING_Q = 0.85  # the background's loud end: babble's peaks, street noise's steps
+CEILING_STEP_DB = 1.0
+CEILING_HOLD = 15  # frames (300 ms) after speech before it learns again
+CEILING_START_DB = 5.0  # a voice must clear the background's loud end by this much
+CEILING_CONTINUE_DB = 0.0
+SOUND_DB = 10.0  # a frame this far over the floor is sound, whatever it is
+SOUND_WINDOW = 25  # frames (500 ms)
+SOUND_SHARE = 0.6  # a line this often loud is music or talk, not the silence after a hello
 DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
 
@@ -29,6 +39,10 @@ class VoiceActivity:
     def __init__(self) -> None:
         self.floor_db: float | None = None
         self.in_speech = False
+        self.sounding = False  # the line is mostly loud lately: music, talk, not silence
+        self._loud: deque[bool] = deque(maxlen=SOUND_WINDOW)
+        self._loud_count = 0
+        self.ceiling_db: float | None = None
         self._since_voiced = VOICED_HOLD + 1
 
     def update(self, level_db: float, periodicity: float, tone: bool) -> bool:
@@ -41,19 +55,46 @@ class VoiceActivity:
             self.in_speech = False
             self._since_voiced = VOICED_HOLD + 1
             return False
-        above = level_db - max(floor, MIN_FLOOR_DB)
+        base = max(floor, MIN_FLOOR_DB)
+        above = level_db - base
+        self._track_sound(above > SOUND_DB)
+        ceiling = self._track_ceiling(level_db, periodicity, above)
+        gate = ceiling + CEILING_START_DB - base  # both start paths must clear the background's loud end
         if self.in_speech:
-            if above > CONTINUE_DB and periodicity >= VOICED_CONTINUE:
+            cont = max(CONTINUE_DB, ceiling + CEILING_CONTINUE_DB - base)
+            if above > cont and periodicity >= VOICED_CONTINUE:
                 self._since_voiced = 0
             else:
                 self._since_voiced += 1
-            self.in_speech = above > CONTINUE_DB and self._since_voiced <= VOICED_HOLD
+            self.in_speech = above > cont and self._since_voiced <= VOICED_HOLD
         else:
-            self.in_speech = (above > START_DB and periodicity >= VOICED_START) or (
-                above > START_STRONG_DB and periodicity >= VOICED_STRONG
+            self.in_speech = above > gate and (
+                (above > START_DB and periodicity >= VOICED_START)
+                or (above > START_STRONG_DB and periodicity >= VOICED_STRONG)
             )
             self._since_voiced = 0 if self.in_speech else self._since_voiced + 1
         return self.in_speech
+
+    def _track_sound(self, loud: bool) -> None:
+        if len(self._loud) == SOUND_WINDOW:
+            self._loud_count -= self._loud[0]
+        self._loud.append(loud)
+        self._loud_count += loud
+        self.sounding = self._loud_count >= SOUND_SHARE * SOUND_WINDOW
+
+    def _track_ceiling(self, level_db: float, periodicity: float, above: float) -> float:
+        ceiling = self.ceiling_db
+        if ceiling is None:
+            self.ceiling_db = level_db
+            return level_db
+        if self._since_voiced <= CEILING_HOLD:  # between a talker's words is not background
+            return ceiling
+        if periodicity >= VOICED_STRONG and above > START_STRONG_DB:
+            return ceiling  # could be our talker held back by this very gate: don't learn it
+        step = CEILING_STEP_DB
+        ceiling += step * CEILING_Q if level_db > ceiling else -step * (1.0 - CEILING_Q)
+        self.ceiling_db = ceiling
+        return ceiling
 
     def _track_floor(self, level_db: float, periodicity: float, tone: bool) -> float:
         floor = self.floor_db
@@ -62,7 +103,11 @@ class VoiceActivity:
             return level_db
         if tone:  # a beep or fax tone says nothing about the line's noise
             return floor
-        step = STEP_VOICED_DB if periodicity >= VOICED_CONTINUE else STEP_UNVOICED_DB
-        floor += step if level_db > floor else -step
+        if level_db < floor:
+            floor -= STEP_UNVOICED_DB
+        else:
+            # Near speech, unvoiced frames are consonants, not the line: rise slowly there.
+            near_speech = periodicity >= VOICED_CONTINUE or self._since_voiced <= CEILING_HOLD
+            floor += STEP_VOICED_DB if near_speech else STEP_UNVOICED_DB
         self.floor_db = floor
         return floor

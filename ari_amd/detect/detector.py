@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
@@ -11,6 +13,16 @@ from ari_amd.detect.resample import Decimator
 from ari_amd.detect.tones import ToneTracker
 from ari_amd.detect.vad import VoiceActivity
 from ari_amd.detect.verdict import AmdEvent, Verdict
+
+
+class TraceRow(NamedTuple):
+    t_ms: int
+    level_db: float
+    floor_db: float
+    ceiling_db: float
+    speech: bool
+    tone: bool
+    sounding: bool
 
 
 class Detector:
@@ -32,7 +44,8 @@ class Detector:
         self.vad = VoiceActivity()
         self.tones = ToneTracker()
         self.machine = AmdStateMachine(self.params)
-        self.trace: list[tuple[int, float, float, bool, bool]] | None = None  # set to [] to record
+        # Set to [] to record, per frame: (t_ms, level_db, floor_db, ceiling_db, speech, tone, sounding).
+        self.trace: list[TraceRow] | None = None
 
     @property
     def time_ms(self) -> int:
@@ -70,10 +83,12 @@ class Detector:
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i])
-            speech = vad.update(band[i], per[i], obs.tone or obs.candidate)
+            voice = vad.update(band[i], per[i], obs.tone or obs.candidate, f1[i])
             if trace is not None:
-                trace.append((t_ms, band[i], vad.floor_db or 0.0, speech, obs.tone))
-            events += machine.step(t_ms, speech, obs, vad.sounding)
+                trace.append(
+                    TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, voice.sounding)
+                )
+            events += machine.step(t_ms, voice, obs)
             if self.done:
                 self._pending = np.zeros(0, dtype=np.float32)
                 break

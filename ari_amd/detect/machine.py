@@ -19,6 +19,7 @@ from enum import Enum
 from ari_amd.detect.features import FRAME_MS
 from ari_amd.detect.params import AmdParams, Mode
 from ari_amd.detect.tones import Beep, ToneObservation
+from ari_amd.detect.vad import VoiceObservation
 from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Segment, Verdict
 
 SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an utterance
@@ -55,18 +56,24 @@ class AmdStateMachine:
         self._in_speech = False
         self._streak = 0  # consecutive speech frames, to back-date an onset
         self._last_tone_end = 0
+        self._rise_at_start = 0
 
     # --- one frame ----------------------------------------------------------
-    def step(self, t_ms: int, speech: bool, tones: ToneObservation, sounding: bool = False) -> list[AmdEvent]:
+    def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation) -> list[AmdEvent]:
         """t_ms: the audio time at the end of this frame."""
         if self.state is State.DONE:
             return []
+        speech, sounding = voice.speech, voice.sounding
         events: list[AmdEvent] = []
         frame_start = t_ms - FRAME_MS
         if tones.tone or tones.candidate or sounding:
             # A tone or music is not silence: it holds the human decision (a beep may follow).
             self._last_tone_end = t_ms
+        if speech and self._streak == 0:
+            self._rise_at_start = voice.rise_frames  # the level was already rising before the voice
         confirmed = self._confirm(speech)
+        if sounding and self.state is State.SPEECH and not self._in_speech and self._silence(t_ms) < FRAME_MS * 2:
+            self._in_speech = True  # sound straight on from speech keeps the utterance open
 
         if tones.beep is not None:
             events += self._on_beep(tones.beep, t_ms)
@@ -79,13 +86,16 @@ class AmdStateMachine:
 
         # Utterance bookkeeping, with onsets back-dated to the first frame that was speech.
         if confirmed and not self._in_speech:
-            onset = max(frame_start - FRAME_MS * (self._streak - 1), self._last_speech_end or 0)
+            back = max(self._streak, self._rise_at_start)
+            onset = max(frame_start - FRAME_MS * (back - 1), self._last_speech_end or 0)
             self._in_speech = True
             self.utterances.append(Utterance(onset, t_ms))
             events.append(AmdEvent(EventKind.SPEECH_START, onset))
             if self._run_start is None:
                 self._run_start = onset
-        elif self._in_speech and speech:
+        elif self._in_speech and (speech or sounding):
+            # Music or talk that fills the line carries a run on, as it would for Twilio's
+            # energy detector: "Please hold..." + hold music is a machine, not a short hello.
             self.utterances[-1].end_ms = t_ms
         elif self._in_speech and not speech:
             # Any non-speech frame closes the utterance; short gaps are bridged by the run rule.

@@ -17,6 +17,8 @@ DEAD_DB = -90.0  # digital silence: a lost packet filled with zeros
 TONAL_FRAC = 0.55  # one peak holding this share of the band power starts a tone
 TONAL_CONTINUE_FRAC = 0.4  # and this keeps one going at the same pitch (beeps in loud noise)
 TWO_TONE_FRAC = 0.82  # or two peaks together (dual tones, tone + harmonic)
+PURE_FRAC = 0.7
+PURE_ABOVE_FLOOR_DB = 1.5
 TONE_ABOVE_FLOOR_DB = 4.0  # purity, not loudness, says tone; the floor may have crept up under it
 MAX_STEP_HZ = 12.0  # frame-to-frame drift allowed inside one tone (glides); voice pitch moves more
 CANDIDATE_PURITY = 0.7  # mean purity for a starting tone to hold speech back (voices rarely reach it)
@@ -120,7 +122,9 @@ class ToneTracker:
             if run is not None:
                 run.end_ms = t_ms
             return ToneObservation(tone=run is not None and run.frames >= MIN_TONE_FRAMES)
-        loud = level_db > floor_db + TONE_ABOVE_FLOOR_DB
+        above = level_db - floor_db
+        # A very pure frame is a tone even barely over the floor (line noise stays below 0.4).
+        loud = above > TONE_ABOVE_FLOOR_DB or (peak_frac >= PURE_FRAC and above > PURE_ABOVE_FLOOR_DB)
         single = peak_frac >= TONAL_FRAC
         dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
         tonal = loud and (single or dual)

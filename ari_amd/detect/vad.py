@@ -11,6 +11,7 @@ within half a second. Digital-zero frames (packet loss, dropouts) teach it nothi
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 START_DB = 8.0  # above the floor to open speech
 START_STRONG_DB = 5.0  # ... or this, if strongly voiced (low-SNR lines)
@@ -19,6 +20,7 @@ CONTINUE_DB = 5.0  # above the floor to stay in speech
 VOICED_START = 0.7  # periodicity that can open speech
 VOICED_CONTINUE = 0.55  # periodicity that keeps it going
 VOICED_HOLD = 8  # frames (160 ms) an unvoiced active frame may follow a voiced one
+PEAKY = 0.35  # share of band power in the strongest peak: noise stays below, notes rise above
 STEP_UNVOICED_DB = 1.0  # median-tracker step for frames that cannot be a voice
 STEP_VOICED_DB = 0.05  # and for frames that could (babble, or our talker)
 CEILING_Q = 0.85  # the background's loud end: babble's peaks, street noise's steps
@@ -26,11 +28,22 @@ CEILING_STEP_DB = 1.0
 CEILING_HOLD = 15  # frames (300 ms) after speech before it learns again
 CEILING_START_DB = 5.0  # a voice must clear the background's loud end by this much
 CEILING_CONTINUE_DB = 0.0
+RISE_DB = 4.0  # an onset is back-dated over frames this far above the floor...
+RISE_MAX_FRAMES = 15  # ...at most 300 ms
 SOUND_DB = 10.0  # a frame this far over the floor is sound, whatever it is
 SOUND_WINDOW = 25  # frames (500 ms)
 SOUND_SHARE = 0.6  # a line this often loud is music or talk, not the silence after a hello
 DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
+
+
+@dataclass(frozen=True)
+class VoiceObservation:
+    """What the VAD says about one frame."""
+
+    speech: bool
+    sounding: bool = False  # the line has been mostly loud lately: music, talk, not silence
+    rise_frames: int = 0  # consecutive frames clear of the floor up to this one: where an onset began
 
 
 class VoiceActivity:
@@ -39,18 +52,24 @@ class VoiceActivity:
     def __init__(self) -> None:
         self.floor_db: float | None = None
         self.in_speech = False
-        self.sounding = False  # the line is mostly loud lately: music, talk, not silence
+        self.sounding = False
+        self._rise = 0
         self._loud: deque[bool] = deque(maxlen=SOUND_WINDOW)
         self._loud_count = 0
         self.ceiling_db: float | None = None
         self._since_voiced = VOICED_HOLD + 1
 
-    def update(self, level_db: float, periodicity: float, tone: bool) -> bool:
+    def update(self, level_db: float, periodicity: float, tone: bool, peakiness: float = 0.0) -> VoiceObservation:
+        speech = self._update(level_db, periodicity, tone, peakiness)
+        return VoiceObservation(speech, self.sounding, self._rise)
+
+    def _update(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> bool:
         if level_db <= DEAD_DB:
             self.in_speech = False
             self._since_voiced += 1
+            self._rise = 0
             return False
-        floor = self._track_floor(level_db, periodicity, tone)
+        floor = self._track_floor(level_db, periodicity, tone, peakiness)
         if tone:
             self.in_speech = False
             self._since_voiced = VOICED_HOLD + 1
@@ -58,6 +77,7 @@ class VoiceActivity:
         base = max(floor, MIN_FLOOR_DB)
         above = level_db - base
         self._track_sound(above > SOUND_DB)
+        self._rise = min(self._rise + 1, RISE_MAX_FRAMES) if above > RISE_DB else 0
         ceiling = self._track_ceiling(level_db, periodicity, above)
         gate = ceiling + CEILING_START_DB - base  # both start paths must clear the background's loud end
         if self.in_speech:
@@ -96,7 +116,7 @@ class VoiceActivity:
         self.ceiling_db = ceiling
         return ceiling
 
-    def _track_floor(self, level_db: float, periodicity: float, tone: bool) -> float:
+    def _track_floor(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> float:
         floor = self.floor_db
         if floor is None:
             self.floor_db = level_db
@@ -107,7 +127,10 @@ class VoiceActivity:
             floor -= STEP_UNVOICED_DB
         else:
             # Near speech, unvoiced frames are consonants, not the line: rise slowly there.
-            near_speech = periodicity >= VOICED_CONTINUE or self._since_voiced <= CEILING_HOLD
+            # Music is peaky where line noise is flat: don't learn it as the floor either.
+            near_speech = (
+                periodicity >= VOICED_CONTINUE or self._since_voiced <= CEILING_HOLD or peakiness >= PEAKY
+            )
             floor += STEP_VOICED_DB if near_speech else STEP_UNVOICED_DB
         self.floor_db = floor
         return floor

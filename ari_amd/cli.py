@@ -1,0 +1,174 @@
+"""The `ari-amd` command: offline tools over the detector, and (later) the live service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ari_amd.audio import AudioError, load
+from ari_amd.detect import AmdParams, Detector, Mode, ParameterError, Verdict
+
+
+def add_tuning_args(p: argparse.ArgumentParser) -> None:
+    """Twilio's four tunables and the mode, with Twilio's units (timeout in seconds)."""
+    p.add_argument("--mode", default="Enable", help="Enable or DetectMessageEnd (default Enable)")
+    p.add_argument("--timeout", type=int, default=30, metavar="S", help="MachineDetectionTimeout, 3-59 s (30)")
+    p.add_argument("--speech-threshold", type=int, default=2400, metavar="MS", help="1000-6000 ms (2400)")
+    p.add_argument("--speech-end-threshold", type=int, default=1200, metavar="MS", help="500-5000 ms (1200)")
+    p.add_argument("--silence-timeout", type=int, default=5000, metavar="MS", help="2000-10000 ms (5000)")
+
+
+def params_from(args: argparse.Namespace) -> AmdParams:
+    if not 3 <= args.timeout <= 59:  # checked in seconds so the message speaks the user's unit
+        raise ParameterError("MachineDetectionTimeout", args.timeout, "3-59 s")
+    return AmdParams(
+        mode=Mode.parse(args.mode),
+        timeout_ms=args.timeout * 1000,
+        speech_threshold_ms=args.speech_threshold,
+        speech_end_threshold_ms=args.speech_end_threshold,
+        silence_timeout_ms=args.silence_timeout,
+    )
+
+
+def run_detector(samples, params: AmdParams, trace: bool = False) -> Detector:  # type: ignore[no-untyped-def]
+    det = Detector(params)
+    if trace:
+        det.trace = []
+    det.feed(samples)
+    if not det.done:
+        det.finish("end_of_audio")
+    return det
+
+
+def _verdict_line(name: str, v: Verdict) -> str:
+    return f"{name}\t{v.answered_by.value}\t{v.duration_ms}ms\t{v.cause}"
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    params = params_from(args)
+    failed = 0
+    for name in args.files:
+        try:
+            samples = load(name)
+        except AudioError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": name, "error": str(exc)}))
+            continue
+        det = run_detector(samples, params)
+        final = det.verdicts[-1]
+        if args.json:
+            record: dict[str, object] = {"file": name, **final.as_dict()}
+            record["verdicts"] = [v.as_dict() | {"segments": None} for v in det.verdicts]
+            print(json.dumps(record))
+        else:
+            print(_verdict_line(name, final))
+    return 1 if failed else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ari_amd.evaluate import LabelsError, Outcome, Report, format_summary, read_labels
+
+    params = params_from(args)
+    folder = Path(args.dir)
+    try:
+        clips = read_labels(folder, params.mode)
+    except LabelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = Report(params.mode, params)
+    for clip in clips:
+        try:
+            samples = load(clip.file)
+        except AudioError as exc:
+            report.errors.append(str(exc))
+            continue
+        det = run_detector(samples, params)
+        report.outcomes.append(Outcome(clip, det.verdicts[-1], tuple(det.verdicts[:-1])))
+    summary = report.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_summary(summary))
+        if args.list_errors:
+            for o in report.outcomes:
+                if not o.correct:
+                    print(f"  wrong: {o.clip.file.name} {o.clip.category} expected {o.clip.expected}, got "
+                          f"{o.verdict.answered_by.value} at {o.verdict.duration_ms}ms ({o.verdict.cause})")
+    return 1 if report.errors else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        from ari_amd.explain import draw
+    except ImportError as exc:  # matplotlib is an extra
+        print(f"error: explain needs matplotlib ({exc}); install ari-amd[plot]", file=sys.stderr)
+        return 2
+    params = params_from(args)
+    try:
+        samples = load(args.file)
+    except AudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    det = run_detector(samples, params, trace=True)
+    out = Path(args.output)
+    draw(samples, det, out, title=Path(args.file).name)
+    print(_verdict_line(args.file, det.verdicts[-1]))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from ari_amd.synth.corpus import write_corpus
+
+    write_corpus(Path(args.dir), per_category=args.per_category, seed=args.seed)
+    print(f"wrote {args.dir}/labels.csv")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ari-amd", description="Answering-machine detection for Asterisk.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="say who answered, for each audio file")
+    add_tuning_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="score the detector on a labelled folder (labels.csv)")
+    add_tuning_args(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--list-errors", action="store_true", help="print every clip the detector got wrong")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("explain", help="draw why the detector decided what it did")
+    add_tuning_args(p)
+    p.add_argument("-o", "--output", default="timeline.png", help="PNG to write (timeline.png)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("synth", help="write a labelled folder of synthetic call audio")
+    p.add_argument("--per-category", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,11 +8,15 @@ import numpy as np
 
 from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
 from ari_amd.detect.machine import AmdStateMachine
+from ari_amd.detect.music import MusicTracker
 from ari_amd.detect.params import AmdParams
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.tones import ToneTracker
 from ari_amd.detect.vad import VoiceActivity
 from ari_amd.detect.verdict import AmdEvent, Verdict
+
+
+MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music is a note of it
 
 
 class TraceRow(NamedTuple):
@@ -43,6 +47,7 @@ class Detector:
         self._frames_done = 0
         self.vad = VoiceActivity()
         self.tones = ToneTracker()
+        self.music = MusicTracker()
         self.machine = AmdStateMachine(self.params)
         # Set to [] to record, per frame: (t_ms, level_db, floor_db, ceiling_db, speech, tone, sounding).
         self.trace: list[TraceRow] | None = None
@@ -73,7 +78,7 @@ class Detector:
             return []
         feats = analyze(buf[: n * FRAME].reshape(n, FRAME))
         events: list[AmdEvent] = []
-        vad, tones, machine, trace = self.vad, self.tones, self.machine, self.trace
+        vad, tones, music, machine, trace = self.vad, self.tones, self.music, self.machine, self.trace
         band = feats.band_db.tolist()
         per = feats.periodicity.tolist()
         p1, f1 = feats.peak_hz.tolist(), feats.peak_frac.tolist()
@@ -83,12 +88,15 @@ class Detector:
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i])
+            playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate)
+            if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+                obs = obs._replace_beep()  # a note of the hold music, not a beep
             voice = vad.update(band[i], per[i], obs.tone or obs.candidate, f1[i])
             if trace is not None:
                 trace.append(
                     TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, voice.sounding)
                 )
-            events += machine.step(t_ms, voice, obs)
+            events += machine.step(t_ms, voice, obs, playing)
             if self.done:
                 self._pending = np.zeros(0, dtype=np.float32)
                 break

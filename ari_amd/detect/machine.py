@@ -57,9 +57,10 @@ class AmdStateMachine:
         self._streak = 0  # consecutive speech frames, to back-date an onset
         self._last_tone_end = 0
         self._rise_at_start = 0
+        self._music_since: int | None = None
 
     # --- one frame ----------------------------------------------------------
-    def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation) -> list[AmdEvent]:
+    def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
         """t_ms: the audio time at the end of this frame."""
         if self.state is State.DONE:
             return []
@@ -104,6 +105,18 @@ class AmdStateMachine:
             events.append(AmdEvent(EventKind.SPEECH_END, self._last_speech_end))
 
         p = self.params
+        if music:
+            self._last_tone_end = t_ms  # music is not silence
+            if self.state is State.SPEECH:
+                # Beyond Twilio: people don't play hold music. Speech, then music: a machine.
+                cause = f"music after {t_ms - (self._run_start or 0)}ms of speech"
+                if p.mode is Mode.ENABLE:
+                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, cause)
+                events += self._interim(AnsweredBy.MACHINE_START, t_ms, cause)
+                self.state = State.GREETING
+                self._music_since = t_ms
+            elif self.state is State.GREETING and not self._in_speech:
+                return events + self._decide(AnsweredBy.MACHINE_END_OTHER, t_ms, f"music after the greeting at {t_ms}ms")
         if self.state is State.WAITING:
             if self._run_start is not None:
                 self.state = State.SPEECH

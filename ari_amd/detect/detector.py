@@ -83,11 +83,12 @@ class Detector:
         per = feats.periodicity.tolist()
         p1, f1 = feats.peak_hz.tolist(), feats.peak_frac.tolist()
         p2, f2 = feats.peak2_hz.tolist(), feats.peak2_frac.tolist()
+        fsk = feats.fsk_frac.tolist()
         for i in range(n):
             self._frames_done += 1
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
-            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i])
+            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i])
             playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate)
             if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
                 obs = obs._replace_beep()  # a note of the hold music, not a beep

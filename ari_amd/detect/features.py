@@ -18,7 +18,8 @@ NFFT = 256  # 31.25 Hz bins; 160 samples + 96 lags of zero padding keep the auto
 BIN_HZ = SAMPLE_RATE / NFFT
 BAND_LO = 8  # 250 Hz: below is hum and rumble, not voice or beep
 BAND_HI = 113  # 3531 Hz: the telephone band's top
-PITCH_LAGS = slice(20, 101)  # 80-400 Hz fundamental
+PITCH_LAGS = slice(20, 101)
+FSK_BINS = slice(int(1_550 / BIN_HZ), int(1_950 / BIN_HZ) + 1)  # 80-400 Hz fundamental
 FLOOR_DB = -100.0  # digital silence reads as this, not -inf
 
 _WINDOW = np.hanning(FRAME).astype(np.float32)
@@ -36,6 +37,7 @@ class Features:
     peak_frac: np.ndarray  # share of band power within +-1 bin of that peak
     peak2_hz: np.ndarray  # second peak, at least 4 bins away
     peak2_frac: np.ndarray
+    fsk_frac: np.ndarray  # share of band power in 1550-1950 Hz: V.21 fax signalling lives there
 
     def __len__(self) -> int:
         return len(self.energy_db)
@@ -74,6 +76,7 @@ def analyze(frames: np.ndarray) -> Features:
     acf = np.fft.irfft(raw.real**2 + raw.imag**2, NFFT, axis=1)
     periodicity = (acf[:, PITCH_LAGS] * _LAG_CORRECTION).max(axis=1) / (acf[:, 0] + 1e-10)
 
+    fsk_frac = psd[:, FSK_BINS].sum(axis=1) / band_total
     band_db = 10.0 * np.log10(band_total * (2.0 / (NFFT * FRAME * 0.375)) + 1e-10)
     return Features(
         energy_db=np.maximum(energy_db, FLOOR_DB).astype(np.float32),
@@ -83,4 +86,5 @@ def analyze(frames: np.ndarray) -> Features:
         peak_frac=frac1.astype(np.float32),
         peak2_hz=hz2.astype(np.float32),
         peak2_frac=frac2.astype(np.float32),
+        fsk_frac=np.clip(fsk_frac, 0.0, 1.0).astype(np.float32),
     )

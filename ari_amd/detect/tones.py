@@ -52,6 +52,8 @@ FAX_ANS_MS = 400  # V.25 answer tone lasts 2.6-4 s; a beep this pitch is rare be
 V21_MARK_HZ, V21_SPACE_HZ = 1_650.0, 1_850.0
 V21_TOL_HZ = 60.0
 V21_MS = 200
+V21_BAND_SHARE = 0.75
+V21_MIN_HOP_HZ = 80.0
 
 SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
 SIT_SEGMENT_MS = (200, 450)
@@ -115,6 +117,7 @@ class ToneTracker:
         self._prev_level = 0.0
         self._fax_ms = 0
         self._v21_ms = 0
+        self._v21_lo, self._v21_hi = 1e9, 0.0
         self.fax_found: str | None = None
         self._sit_runs: list[ToneRun] = []
         self.runs: list[ToneRun] = []  # every finished tone run, for evidence
@@ -136,6 +139,7 @@ class ToneTracker:
         peak_frac: float,
         peak2_hz: float,
         peak2_frac: float,
+        fsk_frac: float = 0.0,
     ) -> ToneObservation:
         start_ms = t_ms - FRAME_MS
         run = self._run
@@ -150,7 +154,7 @@ class ToneTracker:
         single = peak_frac >= TONAL_FRAC
         dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
         tonal = loud and (single or dual)
-        fax = self._track_fax(tonal, peak_hz, peak2_hz, dual)
+        fax = self._track_fax(tonal, peak_hz, peak_frac, fsk_frac, loud)
 
         same_pitch = run is not None and abs(peak_hz - run.hz) <= MAX_STEP_HZ
         if same_pitch and not tonal and loud and peak_frac >= TONAL_CONTINUE_FRAC:
@@ -184,7 +188,7 @@ class ToneTracker:
         return ToneObservation(tone=is_tone, candidate=candidate, fax=fax, sit=sit, beep=beep)
 
     # --- fax -----------------------------------------------------------------
-    def _track_fax(self, tonal: bool, peak_hz: float, peak2_hz: float, dual: bool) -> str | None:
+    def _track_fax(self, tonal: bool, peak_hz: float, peak_frac: float, fsk_frac: float, loud: bool) -> str | None:
         if self.fax_found:
             return None
         if tonal and abs(peak_hz - FAX_ANS_HZ) <= FAX_ANS_TOL_HZ:
@@ -194,15 +198,17 @@ class ToneTracker:
             self._fax_ms = max(0, self._fax_ms - FRAME_MS // 2)
         else:
             self._fax_ms = 0
-        pair = {_near(peak_hz, V21_MARK_HZ, V21_TOL_HZ), _near(peak2_hz, V21_SPACE_HZ, V21_TOL_HZ)}
-        pair2 = {_near(peak_hz, V21_SPACE_HZ, V21_TOL_HZ), _near(peak2_hz, V21_MARK_HZ, V21_TOL_HZ)}
-        if dual and (pair == {True} or pair2 == {True}):
+        # V.21 FSK keeps its power in 1650-1850 Hz and its peak hops between mark and
+        # space; a beep there would hold one pitch.
+        fsk = loud and fsk_frac >= V21_BAND_SHARE and V21_MARK_HZ - V21_TOL_HZ <= peak_hz <= V21_SPACE_HZ + V21_TOL_HZ
+        if fsk:
             self._v21_ms += FRAME_MS
+            self._v21_lo, self._v21_hi = min(self._v21_lo, peak_hz), max(self._v21_hi, peak_hz)
         else:
-            self._v21_ms = 0
+            self._v21_ms, self._v21_lo, self._v21_hi = 0, 1e9, 0.0
         if self._fax_ms >= FAX_ANS_MS:
             self.fax_found = "v25_answer_tone"
-        elif self._v21_ms >= V21_MS:
+        elif self._v21_ms >= V21_MS and self._v21_hi - self._v21_lo >= V21_MIN_HOP_HZ:
             self.fax_found = "v21_flags"
         return self.fax_found
 

@@ -53,9 +53,9 @@ def draw(samples: np.ndarray, det: Detector, out: Path, title: str = "") -> None
     ax_e.legend(loc="lower right", fontsize=8)
 
     # 3. What each frame was, and the utterances / tones the state machine kept.
-    rows = {"speech (VAD)": 3, "tone": 2, "sound": 1, "decided": 0}
+    rows = {"speech (VAD)": 3, "tone": 2, "music": 1, "decided": 0}
     if trace:
-        for name, attr in (("speech (VAD)", "speech"), ("tone", "tone"), ("sound", "sounding")):
+        for name, attr in (("speech (VAD)", "speech"), ("tone", "tone"), ("music", "music")):
             for a, b in _spans(t, np.array([getattr(r, attr) for r in trace]), 20):
                 ax_s.broken_barh([(a, b - a)], (rows[name] - 0.35, 0.7), color=COLOURS["speech" if attr == "speech" else "tone" if attr == "tone" else "music"])
     final = det.verdicts[-1] if det.verdicts else None

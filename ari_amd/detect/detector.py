@@ -26,7 +26,7 @@ class TraceRow(NamedTuple):
     ceiling_db: float
     speech: bool
     tone: bool
-    sounding: bool
+    music: bool
 
 
 class Detector:
@@ -49,7 +49,7 @@ class Detector:
         self.tones = ToneTracker()
         self.music = MusicTracker()
         self.machine = AmdStateMachine(self.params)
-        # Set to [] to record, per frame: (t_ms, level_db, floor_db, ceiling_db, speech, tone, sounding).
+        # Set to [] to record, per frame: (t_ms, level_db, floor_db, ceiling_db, speech, tone, music).
         self.trace: list[TraceRow] | None = None
 
     @property
@@ -95,7 +95,7 @@ class Detector:
             voice = vad.update(band[i], per[i], obs.tone or obs.candidate, f1[i])
             if trace is not None:
                 trace.append(
-                    TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, voice.sounding)
+                    TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
                 )
             events += machine.step(t_ms, voice, obs, playing)
             if self.done:

@@ -64,17 +64,15 @@ class AmdStateMachine:
         """t_ms: the audio time at the end of this frame."""
         if self.state is State.DONE:
             return []
-        speech, sounding = voice.speech, voice.sounding
+        speech = voice.speech
         events: list[AmdEvent] = []
         frame_start = t_ms - FRAME_MS
-        if tones.tone or tones.candidate or sounding:
-            # A tone or music is not silence: it holds the human decision (a beep may follow).
+        if tones.tone or tones.candidate:
+            # A sounding tone is not silence: it holds the human decision (a beep may follow).
             self._last_tone_end = t_ms
         if speech and self._streak == 0:
             self._rise_at_start = voice.rise_frames  # the level was already rising before the voice
         confirmed = self._confirm(speech)
-        if sounding and self.state is State.SPEECH and not self._in_speech and self._silence(t_ms) < FRAME_MS * 2:
-            self._in_speech = True  # sound straight on from speech keeps the utterance open
 
         if tones.beep is not None:
             events += self._on_beep(tones.beep, t_ms)
@@ -94,9 +92,7 @@ class AmdStateMachine:
             events.append(AmdEvent(EventKind.SPEECH_START, onset))
             if self._run_start is None:
                 self._run_start = onset
-        elif self._in_speech and (speech or sounding):
-            # Music or talk that fills the line carries a run on, as it would for Twilio's
-            # energy detector: "Please hold..." + hold music is a machine, not a short hello.
+        elif self._in_speech and speech:
             self.utterances[-1].end_ms = t_ms
         elif self._in_speech and not speech:
             # Any non-speech frame closes the utterance; short gaps are bridged by the run rule.

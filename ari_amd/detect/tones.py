@@ -28,9 +28,6 @@ MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
 BEEP_MIN_MS = 120
 BEEP_MAX_MS = 1_600
 BEEP_LO_HZ, BEEP_HI_HZ = 280.0, 2_600.0
-PRE_QUIET_WINDOW = 6  # frames looked at before a beep...
-PRE_QUIET_FRAMES = 0  # ...of which this many must be quiet: greetings pause before the beep
-PRE_QUIET_DROP_DB = 10.0  # quiet: this far below the beep
 BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
 BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor...
 BEEP_DROP_DB = 12.0  # ...or this far below the beep (the floor may be stale after a long tone)
@@ -59,7 +56,6 @@ SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
 SIT_SEGMENT_MS = (200, 450)
 
 
-DEBUG=False
 @dataclass
 class ToneRun:
     start_ms: int
@@ -70,11 +66,6 @@ class ToneRun:
     lo_hz: float = 1e9  # pitch range over the run: a beep holds its pitch, a sung vowel wavers
     hi_hz: float = 0.0
     level_db: float = -100.0  # the loudest interior level
-    levels_before: tuple[float, ...] = ()  # beeps follow a pause; notes follow notes
-
-    @property
-    def quiet_before(self) -> int:
-        return sum(level <= self.level_db - PRE_QUIET_DROP_DB for level in self.levels_before)
     lo_db: float = 0.0  # level range over the run's interior frames: a beep is flat, a vowel swells
     hi_db: float = -200.0
 
@@ -111,8 +102,6 @@ class ToneTracker:
         self._run: ToneRun | None = None
         self._pending: ToneRun | None = None  # candidate beep group awaiting quiet
         self._quiet_frames = 0
-        self._level_history: deque[float] = deque(maxlen=PRE_QUIET_WINDOW + 1)
-        self._last_closed: ToneRun | None = None
         self._loud_frames = 0
         self._prev_level = 0.0
         self._fax_ms = 0
@@ -121,14 +110,6 @@ class ToneTracker:
         self.fax_found: str | None = None
         self._sit_runs: list[ToneRun] = []
         self.runs: list[ToneRun] = []  # every finished tone run, for evidence
-
-    def _levels_before(self, start_ms: int) -> tuple[float, ...]:
-        """Levels of the frames before a run (less the one that may straddle its onset).
-        A tone straight after another (two-tone beeps) inherits the first one's."""
-        last = self._last_closed
-        if last is not None and start_ms - last.end_ms <= FRAME_MS:
-            return last.levels_before
-        return tuple(list(self._level_history)[:-2][-PRE_QUIET_WINDOW:])
 
     def update(
         self,
@@ -174,11 +155,10 @@ class ToneTracker:
             if run is not None:
                 self._close_run(run)
             self._run = (
-                ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, peak_hz, peak_hz, 200.0, levels_before=self._levels_before(start_ms))
+                ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, peak_hz, peak_hz, 200.0)
                 if tonal
                 else None
             )
-        self._level_history.append(level_db)
         self._prev_level = level_db  # the last frame of a run straddles its end: judged one frame late
         run = self._run
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
@@ -214,12 +194,10 @@ class ToneTracker:
 
     # --- beeps ---------------------------------------------------------------
     def _close_run(self, run: ToneRun) -> None:
-        self._last_closed = run
         if run.frames < MIN_TONE_FRAMES:
             return
         run.purity /= run.frames
         self.runs.append(run)
-        if DEBUG: print("run", run)
         self._sit_runs.append(run)
         pending = self._pending
         if not _beep_like(run):
@@ -231,10 +209,8 @@ class ToneTracker:
             pending.end_ms = run.end_ms
             pending.frames += run.frames
             pending.level_db = max(pending.level_db, run.level_db)
-        elif run.quiet_before >= PRE_QUIET_FRAMES:
-            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db)
         else:
-            self._pending = None
+            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db)
         self._quiet_frames = 0
 
     def _track_beep(self, t_ms: int, level_db: float, floor_db: float, is_tone: bool) -> Beep | None:

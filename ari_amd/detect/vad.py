@@ -10,7 +10,6 @@ within half a second. Digital-zero frames (packet loss, dropouts) teach it nothi
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 START_DB = 8.0  # above the floor to open speech
@@ -30,9 +29,6 @@ CEILING_START_DB = 5.0  # a voice must clear the background's loud end by this m
 CEILING_CONTINUE_DB = 0.0
 RISE_DB = 4.0  # an onset is back-dated over frames this far above the floor...
 RISE_MAX_FRAMES = 15  # ...at most 300 ms
-SOUND_DB = 10.0  # a frame this far over the floor is sound, whatever it is
-SOUND_WINDOW = 25  # frames (500 ms)
-SOUND_SHARE = 0.6  # a line this often loud is music or talk, not the silence after a hello
 DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
 
@@ -42,7 +38,6 @@ class VoiceObservation:
     """What the VAD says about one frame."""
 
     speech: bool
-    sounding: bool = False  # the line has been mostly loud lately: music, talk, not silence
     rise_frames: int = 0  # consecutive frames clear of the floor up to this one: where an onset began
 
 
@@ -52,16 +47,13 @@ class VoiceActivity:
     def __init__(self) -> None:
         self.floor_db: float | None = None
         self.in_speech = False
-        self.sounding = False
         self._rise = 0
-        self._loud: deque[bool] = deque(maxlen=SOUND_WINDOW)
-        self._loud_count = 0
         self.ceiling_db: float | None = None
         self._since_voiced = VOICED_HOLD + 1
 
     def update(self, level_db: float, periodicity: float, tone: bool, peakiness: float = 0.0) -> VoiceObservation:
         speech = self._update(level_db, periodicity, tone, peakiness)
-        return VoiceObservation(speech, self.sounding, self._rise)
+        return VoiceObservation(speech, self._rise)
 
     def _update(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> bool:
         if level_db <= DEAD_DB:
@@ -76,7 +68,6 @@ class VoiceActivity:
             return False
         base = max(floor, MIN_FLOOR_DB)
         above = level_db - base
-        self._track_sound(above > SOUND_DB)
         self._rise = min(self._rise + 1, RISE_MAX_FRAMES) if above > RISE_DB else 0
         ceiling = self._track_ceiling(level_db, periodicity, above)
         gate = ceiling + CEILING_START_DB - base  # both start paths must clear the background's loud end
@@ -94,13 +85,6 @@ class VoiceActivity:
             )
             self._since_voiced = 0 if self.in_speech else self._since_voiced + 1
         return self.in_speech
-
-    def _track_sound(self, loud: bool) -> None:
-        if len(self._loud) == SOUND_WINDOW:
-            self._loud_count -= self._loud[0]
-        self._loud.append(loud)
-        self._loud_count += loud
-        self.sounding = self._loud_count >= SOUND_SHARE * SOUND_WINDOW
 
     def _track_ceiling(self, level_db: float, periodicity: float, above: float) -> float:
         ceiling = self.ceiling_db

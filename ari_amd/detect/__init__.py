@@ -2,7 +2,7 @@
 
 from ari_amd.detect.detector import Detector, classify
 from ari_amd.detect.params import AmdParams, Mode, ParameterError
-from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Segment, Verdict
+from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Rule, Segment, Verdict
 
 __all__ = [
     "AmdEvent",
@@ -12,6 +12,7 @@ __all__ = [
     "EventKind",
     "Mode",
     "ParameterError",
+    "Rule",
     "Segment",
     "Verdict",
     "classify",

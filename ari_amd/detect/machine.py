@@ -20,7 +20,7 @@ from ari_amd.detect.features import FRAME_MS
 from ari_amd.detect.params import AmdParams, Mode
 from ari_amd.detect.tones import Beep, ToneObservation
 from ari_amd.detect.vad import VoiceObservation
-from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Segment, Verdict
+from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Rule, Segment, Verdict
 
 SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an utterance
 SPEECH_CONFIRM_WINDOW = 8  # frames (160 ms)
@@ -57,7 +57,6 @@ class AmdStateMachine:
         self._streak = 0  # consecutive speech frames, to back-date an onset
         self._last_tone_end = 0
         self._rise_at_start = 0
-        self._music_since: int | None = None
 
     # --- one frame ----------------------------------------------------------
     def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
@@ -79,9 +78,9 @@ class AmdStateMachine:
             if self.state is State.DONE:
                 return events
         if tones.fax and self.state in (State.WAITING, State.SPEECH):
-            return events + self._decide(AnsweredBy.FAX, t_ms, f"fax {tones.fax.replace('_', ' ')} at {t_ms}ms")
+            return events + self._decide(AnsweredBy.FAX, t_ms, Rule.FAX, f"fax {tones.fax.replace('_', ' ')} at {t_ms}ms")
         if tones.sit and self.state is not State.GREETING:
-            return events + self._decide(AnsweredBy.UNKNOWN, t_ms, f"sit_tone: special information tones at {t_ms}ms")
+            return events + self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.SIT, f"sit_tone: special information tones at {t_ms}ms")
 
         # Utterance bookkeeping, with onsets back-dated to the first frame that was speech.
         if confirmed and not self._in_speech:
@@ -105,45 +104,61 @@ class AmdStateMachine:
             self._last_tone_end = t_ms  # music is not silence
             if self.state is State.SPEECH:
                 # Beyond Twilio: people don't play hold music. Speech, then music: a machine.
-                cause = f"music after {t_ms - (self._run_start or 0)}ms of speech"
+                spoke = t_ms - (self._run_start or 0)
+                cause = f"music after {spoke}ms of speech"
                 if p.mode is Mode.ENABLE:
-                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, cause)
-                events += self._interim(AnsweredBy.MACHINE_START, t_ms, cause)
+                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, Rule.MUSIC, cause, spoke)
+                events += self._interim(AnsweredBy.MACHINE_START, t_ms, Rule.MUSIC, cause, spoke)
                 self.state = State.GREETING
-                self._music_since = t_ms
             elif self.state is State.GREETING and not self._in_speech:
-                return events + self._decide(AnsweredBy.MACHINE_END_OTHER, t_ms, f"music after the greeting at {t_ms}ms")
+                return events + self._decide(
+                    AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting at {t_ms}ms"
+                )
         if self.state is State.WAITING:
             if self._run_start is not None:
                 self.state = State.SPEECH
             elif t_ms >= p.silence_timeout_ms:
                 return events + self._decide(
-                    AnsweredBy.UNKNOWN, t_ms, f"silence_timeout {p.silence_timeout_ms}ms: no speech"
+                    AnsweredBy.UNKNOWN,
+                    t_ms,
+                    Rule.SILENCE_TIMEOUT,
+                    f"silence_timeout {p.silence_timeout_ms}ms: no speech",
+                    t_ms,
+                    p.silence_timeout_ms,
                 )
         if self.state is State.SPEECH:
             assert self._run_start is not None
             run = (self.utterances[-1].end_ms if self._in_speech else self._last_speech_end or t_ms) - self._run_start
             if self._in_speech and run >= p.speech_threshold_ms:
                 cause = f"speech_threshold {p.speech_threshold_ms}ms reached at {t_ms}ms"
+                figures = (run, p.speech_threshold_ms)
                 if p.mode is Mode.ENABLE:
-                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, cause)
-                events += self._interim(AnsweredBy.MACHINE_START, t_ms, cause)
+                    return events + self._decide(AnsweredBy.MACHINE_START, t_ms, Rule.SPEECH_THRESHOLD, cause, *figures)
+                events += self._interim(AnsweredBy.MACHINE_START, t_ms, Rule.SPEECH_THRESHOLD, cause, *figures)
                 self.state = State.GREETING
             elif not self._in_speech and self._silence(t_ms) >= p.speech_end_threshold_ms:
                 return events + self._decide(
                     AnsweredBy.HUMAN,
                     t_ms,
+                    Rule.SPEECH_END,
                     f"speech_end_threshold {p.speech_end_threshold_ms}ms of silence after {run}ms of speech",
+                    self._silence(t_ms),
+                    p.speech_end_threshold_ms,
                 )
         if self.state is State.GREETING and not self._in_speech:
             quiet = p.speech_end_threshold_ms + BEEP_GRACE_MS
             if self._silence(t_ms) >= quiet:
                 return events + self._decide(
-                    AnsweredBy.MACHINE_END_SILENCE, t_ms, f"{quiet}ms of silence after the greeting, no beep"
+                    AnsweredBy.MACHINE_END_SILENCE,
+                    t_ms,
+                    Rule.END_SILENCE,
+                    f"{quiet}ms of silence after the greeting, no beep",
+                    self._silence(t_ms),
+                    quiet,
                 )
         if t_ms >= p.timeout_ms:
             late = AnsweredBy.MACHINE_END_OTHER if self.state is State.GREETING else AnsweredBy.UNKNOWN
-            return events + self._decide(late, t_ms, f"timeout {p.timeout_ms}ms")
+            return events + self._decide(late, t_ms, Rule.TIMEOUT, f"timeout {p.timeout_ms}ms", t_ms, p.timeout_ms)
         return events
 
     def finish(self, t_ms: int, cause: str) -> list[AmdEvent]:
@@ -153,8 +168,8 @@ class AmdStateMachine:
         if self.state is State.GREETING:
             silent = not self._in_speech and self._silence(t_ms) >= self.params.speech_end_threshold_ms
             kind = AnsweredBy.MACHINE_END_SILENCE if silent else AnsweredBy.MACHINE_END_OTHER
-            return self._decide(kind, t_ms, f"{cause} at {t_ms}ms during the greeting")
-        return self._decide(AnsweredBy.UNKNOWN, t_ms, f"{cause} at {t_ms}ms before a verdict")
+            return self._decide(kind, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms during the greeting", t_ms)
+        return self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms before a verdict", t_ms)
 
     # --- helpers ------------------------------------------------------------
     def _confirm(self, speech: bool) -> bool:
@@ -173,28 +188,27 @@ class AmdStateMachine:
         self.tones.append(Segment("beep", beep.start_ms, beep.end_ms))
         events = [AmdEvent(EventKind.BEEP_START, beep.start_ms), AmdEvent(EventKind.BEEP_END, beep.end_ms)]
         cause = f"beep {beep.hz:.0f}Hz {beep.end_ms - beep.start_ms}ms ended at {beep.end_ms}ms"
+        length = beep.end_ms - beep.start_ms
         if self.state is State.GREETING:
-            events += self._decide(AnsweredBy.MACHINE_END_BEEP, t_ms, cause)
+            events += self._decide(AnsweredBy.MACHINE_END_BEEP, t_ms, Rule.BEEP, cause, length)
         elif self.state in (State.WAITING, State.SPEECH):
             # Beyond Twilio: people don't beep. A short greeting, then a beep before the
             # human decision fell due, is a machine whose greeting has already ended.
-            if self.params.mode is Mode.ENABLE:
-                events += self._decide(AnsweredBy.MACHINE_START, t_ms, cause + ", before a verdict")
-            else:
-                events += self._decide(AnsweredBy.MACHINE_END_BEEP, t_ms, cause + ", before a verdict")
+            kind = AnsweredBy.MACHINE_START if self.params.mode is Mode.ENABLE else AnsweredBy.MACHINE_END_BEEP
+            events += self._decide(kind, t_ms, Rule.BEEP, cause + ", before a verdict", length)
         return events
 
     def _segments(self) -> tuple[Segment, ...]:
         speech = [Segment("speech", u.start_ms, u.end_ms) for u in self.utterances]
         return tuple(sorted(speech + self.tones, key=lambda s: s.start_ms))
 
-    def _interim(self, kind: AnsweredBy, t_ms: int, cause: str) -> list[AmdEvent]:
-        verdict = Verdict(kind, t_ms, cause, final=False, segments=self._segments())
+    def _interim(self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0) -> list[AmdEvent]:
+        verdict = Verdict(kind, t_ms, cause, rule, measure, limit, final=False, segments=self._segments())
         self.verdicts.append(verdict)
         return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]
 
-    def _decide(self, kind: AnsweredBy, t_ms: int, cause: str) -> list[AmdEvent]:
+    def _decide(self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0) -> list[AmdEvent]:
         self.state = State.DONE
-        verdict = Verdict(kind, t_ms, cause, final=True, segments=self._segments())
+        verdict = Verdict(kind, t_ms, cause, rule, measure, limit, final=True, segments=self._segments())
         self.verdicts.append(verdict)
         return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]

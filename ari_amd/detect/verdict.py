@@ -22,6 +22,21 @@ class AnsweredBy(str, Enum):
         return self.value.startswith("machine")
 
 
+class Rule(str, Enum):
+    """Which rule decided: with measure_ms/limit_ms, what an admin needs to see why."""
+
+    SPEECH_END = "speech_end"  # silence >= SpeechEndThreshold after a short run: human
+    SPEECH_THRESHOLD = "speech_threshold"  # run >= SpeechThreshold: machine
+    SILENCE_TIMEOUT = "silence_timeout"  # no speech within SilenceTimeout: unknown
+    TIMEOUT = "timeout"  # MachineDetectionTimeout
+    BEEP = "beep"
+    FAX = "fax"
+    SIT = "sit"
+    MUSIC = "music"
+    END_SILENCE = "end_silence"  # silence after the greeting, no beep
+    AUDIO_END = "audio_end"  # hangup / end of file before a verdict
+
+
 @dataclass(frozen=True)
 class Segment:
     """A stretch of audio the detector classified: speech, silence, beep, fax, sit, tone."""
@@ -41,6 +56,9 @@ class Verdict:
     answered_by: AnsweredBy
     duration_ms: int
     cause: str
+    rule: Rule
+    measure_ms: int = 0  # the figure that tripped the rule (silence, speech run, ...)
+    limit_ms: int = 0  # and the threshold it met
     final: bool = True
     segments: tuple[Segment, ...] = field(default=(), compare=False)
 
@@ -49,6 +67,7 @@ class Verdict:
             "answered_by": self.answered_by.value,
             "duration_ms": self.duration_ms,
             "cause": self.cause,
+            "rule": self.rule.value,
             "final": self.final,
             "segments": [s.as_dict() for s in self.segments],
         }

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
-from ari_amd.detect.machine import AmdStateMachine
+from ari_amd.detect.machine import CALL_PROGRESS_MS, AmdStateMachine
 from ari_amd.detect.music import MusicTracker
 from ari_amd.detect.params import AmdParams
 from ari_amd.detect.resample import Decimator
@@ -83,16 +83,18 @@ class Detector:
         per = feats.periodicity.tolist()
         p1, f1 = feats.peak_hz.tolist(), feats.peak_frac.tolist()
         p2, f2 = feats.peak2_hz.tolist(), feats.peak2_frac.tolist()
-        fsk = feats.fsk_frac.tolist()
+        fsk, cpt = feats.fsk_frac.tolist(), feats.cpt_frac.tolist()
         for i in range(n):
             self._frames_done += 1
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
-            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i])
+            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
             playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate)
             if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
-                obs = obs._replace_beep()  # a note of the hold music, not a beep
-            voice = vad.update(band[i], per[i], obs.tone or obs.candidate, f1[i])
+                obs = obs.without_beep()  # a note of the hold music, not a beep
+            # Before anyone speaks, ringback-band tone is call progress, never a voice.
+            progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
+            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress, f1[i])
             if trace is not None:
                 trace.append(
                     TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)

@@ -19,6 +19,7 @@ BIN_HZ = SAMPLE_RATE / NFFT
 BAND_LO = 8  # 250 Hz: below is hum and rumble, not voice or beep
 BAND_HI = 113  # 3531 Hz: the telephone band's top
 PITCH_LAGS = slice(20, 101)
+CPT_BINS = slice(int(350 / BIN_HZ), int(550 / BIN_HZ) + 1)
 FSK_BINS = slice(int(1_550 / BIN_HZ), int(1_950 / BIN_HZ) + 1)  # 80-400 Hz fundamental
 FLOOR_DB = -100.0  # digital silence reads as this, not -inf
 
@@ -38,6 +39,7 @@ class Features:
     peak2_hz: np.ndarray  # second peak, at least 4 bins away
     peak2_frac: np.ndarray
     fsk_frac: np.ndarray  # share of band power in 1550-1950 Hz: V.21 fax signalling lives there
+    cpt_frac: np.ndarray  # share in 350-550 Hz: ringback (440+480, 400+450, 425) lives there
 
     def __len__(self) -> int:
         return len(self.energy_db)
@@ -77,6 +79,7 @@ def analyze(frames: np.ndarray) -> Features:
     periodicity = (acf[:, PITCH_LAGS] * _LAG_CORRECTION).max(axis=1) / (acf[:, 0] + 1e-10)
 
     fsk_frac = psd[:, FSK_BINS].sum(axis=1) / band_total
+    cpt_frac = psd[:, CPT_BINS].sum(axis=1) / band_total
     band_db = 10.0 * np.log10(band_total * (2.0 / (NFFT * FRAME * 0.375)) + 1e-10)
     return Features(
         energy_db=np.maximum(energy_db, FLOOR_DB).astype(np.float32),
@@ -87,4 +90,5 @@ def analyze(frames: np.ndarray) -> Features:
         peak2_hz=hz2.astype(np.float32),
         peak2_frac=frac2.astype(np.float32),
         fsk_frac=np.clip(fsk_frac, 0.0, 1.0).astype(np.float32),
+        cpt_frac=np.clip(cpt_frac, 0.0, 1.0).astype(np.float32),
     )

@@ -18,7 +18,7 @@ from enum import Enum
 
 from ari_amd.detect.features import FRAME_MS
 from ari_amd.detect.params import AmdParams, Mode
-from ari_amd.detect.tones import Beep, ToneObservation
+from ari_amd.detect.tones import CPT_BAND_HZ, Beep, ToneObservation
 from ari_amd.detect.vad import VoiceObservation
 from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Rule, Segment, Verdict
 
@@ -28,6 +28,11 @@ RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR sp
 # Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
 # before a beep that comes 1.5-8 s later. We wait this much more for the beep.
 BEEP_GRACE_MS = 2_500
+CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
+
+
+def _in_cpt_band(hz: float) -> bool:
+    return CPT_BAND_HZ[0] <= hz <= CPT_BAND_HZ[1]
 
 
 class State(str, Enum):
@@ -57,6 +62,7 @@ class AmdStateMachine:
         self._streak = 0  # consecutive speech frames, to back-date an onset
         self._last_tone_end = 0
         self._rise_at_start = 0
+        self._silence_origin = 0  # SilenceTimeout counts from here: answer, or the end of ringback
 
     # --- one frame ----------------------------------------------------------
     def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
@@ -73,7 +79,14 @@ class AmdStateMachine:
             self._rise_at_start = voice.rise_frames  # the level was already rising before the voice
         confirmed = self._confirm(speech)
 
-        if tones.beep is not None:
+        if self.listening_for_first_speech and tones.call_progress_ms >= CALL_PROGRESS_MS:
+            # Ringback after "answer": the far end has not really answered yet. Whatever it
+            # said so far was the tone, and the silence clock starts when the tone stops.
+            self._silence_origin = t_ms
+            self._drop_utterances_since(t_ms - tones.call_progress_ms)
+            if self._run_start is None:
+                self.state = State.WAITING
+        if tones.beep is not None and not (self.state is State.WAITING and _in_cpt_band(tones.beep.hz)):
             events += self._on_beep(tones.beep, t_ms)
             if self.state is State.DONE:
                 return events
@@ -117,13 +130,13 @@ class AmdStateMachine:
         if self.state is State.WAITING:
             if self._run_start is not None:
                 self.state = State.SPEECH
-            elif t_ms >= p.silence_timeout_ms:
+            elif t_ms - self._silence_origin >= p.silence_timeout_ms:
                 return events + self._decide(
                     AnsweredBy.UNKNOWN,
                     t_ms,
                     Rule.SILENCE_TIMEOUT,
                     f"silence_timeout {p.silence_timeout_ms}ms: no speech",
-                    t_ms,
+                    t_ms - self._silence_origin,
                     p.silence_timeout_ms,
                 )
         if self.state is State.SPEECH:
@@ -171,7 +184,20 @@ class AmdStateMachine:
             return self._decide(kind, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms during the greeting", t_ms)
         return self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms before a verdict", t_ms)
 
+    @property
+    def listening_for_first_speech(self) -> bool:
+        """Nothing said yet, or only what began with a tone now sounding."""
+        return self.state is State.WAITING or (self.state is State.SPEECH and len(self.utterances) <= 1)
+
     # --- helpers ------------------------------------------------------------
+    def _drop_utterances_since(self, start_ms: int) -> None:
+        while self.utterances and self.utterances[-1].start_ms >= start_ms - FRAME_MS:
+            self.utterances.pop()
+        if not self.utterances:
+            self._run_start = None
+            self._in_speech = False
+            self._last_speech_end = None
+
     def _confirm(self, speech: bool) -> bool:
         self._streak = self._streak + 1 if speech else 0
         self._recent.append(speech)

@@ -52,6 +52,9 @@ V21_MS = 200
 V21_BAND_SHARE = 0.75
 V21_MIN_HOP_HZ = 80.0
 
+CPT_BAND_SHARE = 0.9  # ringback: nearly all the power in 350-550 Hz (speech: never > 120 ms)
+CPT_BAND_HZ = (350.0, 550.0)
+
 SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
 SIT_SEGMENT_MS = (200, 450)
 
@@ -90,9 +93,11 @@ class ToneObservation:
     fax: str | None = None  # "v25_answer_tone" / "v21_flags" when first confirmed
     sit: bool = False  # SIT sequence completed at this frame
     beep: Beep | None = None  # a beep confirmed over (ended into quiet) at this frame
+    call_progress: bool = False  # a frame of ringback-band tone
+    call_progress_ms: int = 0  # how long it has lasted
 
-    def _replace_beep(self) -> "ToneObservation":
-        return ToneObservation(self.tone, self.candidate, self.fax, self.sit, None)
+    def without_beep(self) -> "ToneObservation":
+        return ToneObservation(self.tone, self.candidate, self.fax, self.sit, None, self.call_progress, self.call_progress_ms)
 
 
 class ToneTracker:
@@ -105,6 +110,7 @@ class ToneTracker:
         self._loud_frames = 0
         self._prev_level = 0.0
         self._fax_ms = 0
+        self._cpt_ms = 0
         self._v21_ms = 0
         self._v21_lo, self._v21_hi = 1e9, 0.0
         self.fax_found: str | None = None
@@ -121,6 +127,7 @@ class ToneTracker:
         peak2_hz: float,
         peak2_frac: float,
         fsk_frac: float = 0.0,
+        cpt_frac: float = 0.0,
     ) -> ToneObservation:
         start_ms = t_ms - FRAME_MS
         run = self._run
@@ -136,6 +143,8 @@ class ToneTracker:
         dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
         tonal = loud and (single or dual)
         fax = self._track_fax(tonal, peak_hz, peak_frac, fsk_frac, loud)
+        cpt = above > TONE_ABOVE_FLOOR_DB and cpt_frac >= CPT_BAND_SHARE
+        self._cpt_ms = self._cpt_ms + FRAME_MS if cpt else 0
 
         same_pitch = run is not None and abs(peak_hz - run.hz) <= MAX_STEP_HZ
         if same_pitch and not tonal and loud and peak_frac >= TONAL_CONTINUE_FRAC:
@@ -165,7 +174,7 @@ class ToneTracker:
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
         beep = self._track_beep(t_ms, level_db, floor_db, is_tone)
-        return ToneObservation(tone=is_tone, candidate=candidate, fax=fax, sit=sit, beep=beep)
+        return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms)
 
     # --- fax -----------------------------------------------------------------
     def _track_fax(self, tonal: bool, peak_hz: float, peak_frac: float, fsk_frac: float, loud: bool) -> str | None:

@@ -132,27 +132,38 @@ class _Timeline:
         self.tempos: list[float] = []
 
     # speech -----------------------------------------------------------------------------
-    def utterance(self, text_options: list[str] | str, lo_s: float, hi_s: float) -> tuple[np.ndarray, str, int, int]:
+    def utterance(self, text_options: list[str] | str | Callable[[np.random.Generator], str], lo_s: float, hi_s: float) -> tuple[np.ndarray, str, int, int]:
         """Render one utterance whose sounding length falls in [lo_s, hi_s] (tempo 0.75-1.3x,
         else another text). -> (samples, text, first, last sounding sample)."""
-        options = [text_options] if isinstance(text_options, str) else list(text_options)
+        if callable(text_options):
+            draw = text_options
+        else:
+            options = [text_options] if isinstance(text_options, str) else list(text_options)
+
+            def draw(rng: np.random.Generator) -> str:
+                return options[int(rng.integers(len(options)))] if len(options) > 1 else options[0]
+
         best = None
-        for attempt in range(12):
-            text = options[int(self.rng.integers(len(options)))] if attempt or len(options) > 1 else options[0]
+        for attempt in range(16):
+            text = draw(self.rng)
             if "{digits}" in text:
                 text = text.format(digits=texts.digits(self.rng))
             plan = plan_speech(text, self.voice, self.rng)
             # plan.duration counts the quiet edges too; sounding length is ~0.03 s shorter
             dur = plan.duration - 0.03
-            target = float(np.clip(dur, lo_s, hi_s))
-            tempo = dur / target if target > 0 else 1.0
-            if 0.75 <= tempo <= 1.3:
-                best = (plan.with_tempo(tempo), text, tempo)
+            tempo = dur / float(np.clip(dur, lo_s, hi_s))
+            if tempo == 1.0:  # said at its own pace: take it
+                best = (plan, text, 1.0)
                 break
+            # otherwise remember the one needing the least time-stretch (0.75-1.3x at most)
             if best is None or abs(np.log(tempo)) < abs(np.log(best[2])):
-                best = (plan.with_tempo(float(np.clip(tempo, 0.75, 1.3))), text, float(np.clip(tempo, 0.75, 1.3)))
+                best = (plan, text, tempo)
+            if attempt >= 7 and 0.75 <= best[2] <= 1.3:
+                break
         assert best is not None
         plan, text, tempo = best
+        tempo = float(np.clip(tempo, 0.75, 1.3))
+        plan = plan.with_tempo(tempo)
         y = render(plan, self.voice, self.rng).astype(np.float64)
         act = np.nonzero(activity(bandpass(y), SILENCE_FLOOR_DB))[0]
         first, last = (act[0] * 80, (act[-1] + 1) * 80) if len(act) else (0, len(y))
@@ -374,7 +385,7 @@ def _beep(rng: np.random.Generator, opts: _Opts) -> Beep:
 
 
 def _greeting_then_beep(
-    rng: np.random.Generator, overrides: dict, category: str, texts_: list[str], lo: float, hi: float
+    rng: np.random.Generator, overrides: dict, category: str, texts_: Any, lo: float, hi: float
 ) -> Clip:
     opts = _Opts(category, overrides, ("text", "gap_s", "after_s") + _BEEP_KEYS)
     tl = _Timeline(rng, _voice(rng, opts))
@@ -399,7 +410,7 @@ def machine_personal(rng: np.random.Generator, **overrides: Any) -> Clip:
 def machine_carrier(rng: np.random.Generator, **overrides: Any) -> Clip:
     """A long carrier/system greeting (8-13 s, often with a number read out), then a beep.
     Own overrides as machine_personal."""
-    return _greeting_then_beep(rng, overrides, "machine_carrier", texts.CARRIER, 8.0, 13.0)
+    return _greeting_then_beep(rng, overrides, "machine_carrier", texts.carrier, 8.0, 13.0)
 
 
 def machine_short(rng: np.random.Generator, **overrides: Any) -> Clip:

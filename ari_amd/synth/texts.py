@@ -35,18 +35,34 @@ PERSONAL = [
     "You've reached David, I can't come to the phone, leave a message after the beep.",
 ]
 
-CARRIER = [
-    "The person you are calling is not available. Please leave a message after the tone. "
-    "When you are finished, you may hang up, or press pound for more options.",
+CARRIER_CORE = [
+    "The person you are calling is not available. Please leave a message after the tone.",
     "You have reached the voice mailbox of {digits}. The subscriber is not available. "
-    "Please record your message after the tone. When you are done, hang up.",
+    "Please record your message after the tone.",
     "The number you have called, {digits}, is not available right now. At the tone, please record "
-    "your message. When you are finished recording, you may hang up.",
+    "your message.",
     "Your call has been forwarded to an automatic voice message system. {digits} is not available. "
-    "At the tone, please record your message. When you are finished, hang up or press pound.",
+    "At the tone, please record your message.",
     "The customer you are calling is not available. Please leave a message after the tone, "
-    "or press pound for more options. When you are done, you may hang up.",
+    "or press pound for more options.",
+    "The wireless customer you have dialed is away from the phone. Please leave a message at the tone.",
 ]
+CARRIER_EXTRA = [
+    "When you are finished, you may hang up, or press pound for more options.",
+    "When you are done, hang up.",
+    "To leave a callback number, press five.",
+    "Messages are limited to three minutes.",
+    "When you are finished recording, you may hang up.",
+    "For more options, stay on the line.",
+]
+
+
+def carrier(rng: np.random.Generator) -> str:
+    """A carrier/system greeting: one core prompt and zero to two extra sentences."""
+    core = pick(rng, CARRIER_CORE).format(digits=digits(rng))
+    extras = [CARRIER_EXTRA[i] for i in rng.permutation(len(CARRIER_EXTRA))[: int(rng.integers(0, 3))]]
+    return " ".join([core] + extras)
+
 
 SHORT = [
     "Leave a message.", "Not here, leave a message.", "Talk after the beep.", "You know what to do.",

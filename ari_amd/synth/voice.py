@@ -178,11 +178,13 @@ def plan_speech(text: str, voice: Voice, rng: np.random.Generator, tempo: float 
         mult = (sc**1.15, sc**1.05, sc**0.95)
         return tuple(float(fi * bi * m) for fi, bi, m in zip(f, b, mult))  # type: ignore[return-value]
 
-    rate = voice.rate * _BASE_RATE
     segs: list[Seg] = []
     phrase = 0
     n_syl = 0
     for s_i, sentence in enumerate(sentences):
+        # a lone "Hello?" is said slower than the same word inside a sentence
+        n_vowels = sum(1 for w in sentence for p in w.phones if p[:-1] in VOWELS)
+        rate = voice.rate * _BASE_RATE * float(np.clip((n_vowels / 10) ** 0.3, 0.6, 1.0))
         for w_i, word in enumerate(sentence):
             sylls = _syllabify(word.phones)
             last_word_of_phrase = word.pause_after != "" or w_i == len(sentence) - 1
@@ -208,7 +210,7 @@ def plan_speech(text: str, voice: Voice, rng: np.random.Generator, tempo: float 
                     k *= 0.85
                 if coda and PHONES[coda[0].rstrip("012")].voiced is False:
                     k *= 0.85  # vowels shorten before voiceless consonants
-                dur = (dmin + (d - dmin) * k) * (1.3 if last_syl else 1.0)
+                dur = (dmin + (d - dmin) * k) * (1.4 if last_syl else 1.0)
                 dur = max(0.04, dur / 1000.0 * _jit(rng, 0.1) / rate)
                 av = p.av_db + {1: 0.0, 2: -1.5, 0: -3.0}[stress] + float(rng.normal(0, 1.0))
                 vseg = Seg(
@@ -347,9 +349,9 @@ def _noise_shapes(freqs: np.ndarray, scale: float) -> dict[str, np.ndarray]:
 
 def _formant_mag(freqs: np.ndarray, F: np.ndarray, B: np.ndarray) -> np.ndarray:
     """|H| of analog resonators normalised at DC; F, B: [frames, K] -> [frames, bins]."""
-    f = freqs[None, :, None]
-    Fk = F[:, None, :]
-    Bk = B[:, None, :]
+    f = freqs[None, :, None].astype(np.float32)
+    Fk = F[:, None, :].astype(np.float32)
+    Bk = B[:, None, :].astype(np.float32)
     den = (1 - (f / Fk) ** 2) ** 2 + (f * Bk / Fk**2) ** 2
     return 1.0 / np.sqrt(np.prod(den, axis=2))
 
@@ -517,15 +519,23 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
         i0 = np.floor(pos).astype(np.int64)
         frac = pos - i0
         t = (np.arange(IR_LEN)[None, :] - frac[:, None]) / SR  # [n, L]
-        t = np.maximum(t, 0.0)
-        h = np.zeros((len(tp), IR_LEN))
+        t = np.maximum(t, 0.0).astype(np.float32)
+        # any per-pulse scale is fine (each pulse is normalised below): keep float32 in range
+        resid = resid / np.max(np.abs(resid), axis=1, keepdims=True)
+        h = np.zeros((len(tp), IR_LEN), dtype=np.float32)
         for j, wj in zip(use, weight):
-            h += wj * (resid[:, j, None] * np.exp(poles[:, j, None] * t)).real
+            # Re(r e^{pt}) = |r| e^{Re(p) t} cos(Im(p) t + arg r): real float32 maths is much faster
+            amp = (wj * np.abs(resid[:, j, None])).astype(np.float32)
+            arg = np.angle(resid[:, j, None]).astype(np.float32)
+            decay = poles[:, j, None].real.astype(np.float32)
+            omega = poles[:, j, None].imag.astype(np.float32)
+            h += amp * np.exp(decay * t) * np.cos(omega * t + arg)
         taper = np.ones(IR_LEN)
         taper[-48:] = np.hanning(96)[48:]
         h *= taper
         # Each pulse carries the same energy in the phone band: loudness is set by the phone's
         # level (av_db), not by how a DC-normalised cascade lifts everything above F1.
+        h = h.astype(np.float64)
         Hs = np.fft.rfft(h, 512, axis=1)
         fb = np.fft.rfftfreq(512, 1 / SR)
         inband = (fb >= 300) & (fb <= 3_400)
@@ -589,11 +599,12 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
 def decimate2(x: np.ndarray) -> np.ndarray:
     """16 kHz -> 8 kHz: FFT low-pass with a cosine edge from 3.7 to 4 kHz, then every 2nd sample."""
     n = len(x) - len(x) % 2
-    X = np.fft.rfft(x[:n])
-    f = np.fft.rfftfreq(n, 1 / SR)
+    nfft = 1 << int(np.ceil(np.log2(max(n, 2) + 256)))  # zero tail; FFT of any length is slow
+    X = np.fft.rfft(x[:n], nfft)
+    f = np.fft.rfftfreq(nfft, 1 / SR)
     g = np.clip((4_000 - f) / 500, 0, 1)
     X *= 0.5 - 0.5 * np.cos(np.pi * g)
-    return np.fft.irfft(X, n)[::2]
+    return np.fft.irfft(X, nfft)[:n:2]
 
 
 def speak(text: str, voice: Voice, rng: np.random.Generator, tempo: float = 1.0) -> np.ndarray:
@@ -618,21 +629,26 @@ _BABBLE_TEXT = [
 ]
 
 
-def talker_stream(duration_s: float, rng: np.random.Generator, voice: Voice | None = None) -> np.ndarray:
-    """One person talking on and off for ``duration_s`` (8 kHz float32)."""
+def talker_stream(duration_s: float, rng: np.random.Generator, voice: Voice | None = None,
+                  loop_s: float | None = None) -> np.ndarray:
+    """One person talking on and off for ``duration_s`` (8 kHz float32). With ``loop_s`` the
+    talk is made for that long and repeated (seamlessly, as a circular buffer)."""
     n = int(duration_s * OUT_SR)
-    out = np.zeros(n, dtype=np.float32)
+    m_loop = min(n, int(loop_s * OUT_SR)) if loop_s else n
+    out = np.zeros(m_loop, dtype=np.float32)
     voice = voice or Voice.random(rng)
     pos = int(rng.uniform(0, 0.8) * OUT_SR)
-    while pos < n:
+    while pos < m_loop:
         text = _BABBLE_TEXT[int(rng.integers(len(_BABBLE_TEXT)))]
         words = text.split()
         a = int(rng.integers(0, max(1, len(words) - 4)))
         chunk = " ".join(words[a : a + int(rng.integers(4, 12))])
         y = speak(chunk, voice, rng)
-        m = min(len(y), n - pos)
-        out[pos : pos + m] += y[:m]
-        pos += m + int(rng.uniform(0.1, 0.6) * OUT_SR)
+        idx = (pos + np.arange(len(y))) % m_loop if loop_s else np.arange(pos, min(pos + len(y), m_loop))
+        np.add.at(out, idx, y[: len(idx)])
+        pos += len(y) + int(rng.uniform(0.1, 0.6) * OUT_SR)
+    if m_loop < n:
+        out = np.tile(out, n // m_loop + 1)[:n]
     return out
 
 
@@ -641,7 +657,8 @@ def babble(duration_s: float, rng: np.random.Generator, talkers: int = 4) -> np.
     n = int(duration_s * OUT_SR)
     mix = np.zeros(n, dtype=np.float64)
     for _ in range(talkers):
-        s = talker_stream(duration_s, rng)
+        # each talker's few seconds repeat, with a different period per talker: the mix does not
+        s = talker_stream(duration_s, rng, loop_s=float(rng.uniform(4.5, 7.5)))
         rms = np.sqrt(np.mean(s.astype(np.float64) ** 2)) + 1e-12
         mix += s / rms * 10 ** (rng.uniform(-4, 2) / 20)
     mix *= 0.1 / (np.sqrt(np.mean(mix**2)) + 1e-12)

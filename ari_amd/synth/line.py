@@ -129,24 +129,34 @@ def hum_noise(n: int, rng: np.random.Generator, mains: float = 60.0) -> np.ndarr
         amp = (1.0 if k % 2 else 0.45) / k**0.7 * 10 ** (rng.normal(0, 3) / 20)
         drift = 1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6.3))
         x += amp * drift * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
-    x = _unit_band(x)
-    return x + 0.05 * white_noise(n, rng)
+    t = np.arange(n) / SR
+    wobble = 1 + 0.12 * np.sin(2 * np.pi * rng.uniform(0.3, 2.0) * t + rng.uniform(0, 6.3))
+    x = _unit_band(x) * wobble
+    return x + float(rng.uniform(0.1, 0.3)) * pink_noise(n, rng)
 
 
 def street_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Low-passed noise whose loudness steps every 0.4-2.5 s (traffic, a door, a bus)."""
-    base = lowpass(_colored(n, rng, 1.0), float(rng.uniform(700, 1_500)), order=2)
+    """Low-passed noise whose loudness steps every 0.05-0.4 s (traffic, voices, a door), with
+    the odd vehicle swelling past."""
+    base = lowpass(_colored(n, rng, 1.0), float(rng.uniform(600, 1_000)), order=2)
     gain_db = np.zeros(n)
     pos = 0
-    level = 0.0
+    lvl = 0.0
     while pos < n:
-        seg = int(rng.uniform(0.4, 2.5) * SR)
-        level = float(np.clip(level + rng.choice([-1, 1]) * rng.uniform(2, 8), -10, 8))
-        gain_db[pos : pos + seg] = level
+        seg = int(rng.uniform(0.05, 0.4) * SR)
+        lvl = float(np.clip(lvl + rng.choice([-1, 1]) * rng.uniform(1, 6), -6, 6))
+        gain_db[pos : pos + seg] = lvl
         pos += seg
-    ramp = int(rng.uniform(0.04, 0.2) * SR)
+    # and a flutter: a fresh +-2 dB every 40-80 ms
+    block = int(rng.uniform(0.04, 0.08) * SR)
+    gain_db += np.repeat(rng.normal(0, 2.0, n // block + 1), block)[:n]
+    ramp = int(rng.uniform(0.005, 0.03) * SR)
     k = np.hanning(ramp) / np.hanning(ramp).sum()
     gain_db = np.convolve(np.pad(gain_db, ramp, mode="edge"), k, mode="same")[ramp:-ramp]
+    t = np.arange(n) / SR
+    for _ in range(int(rng.poisson(n / SR / 6))):
+        c, w = rng.uniform(0, n / SR), rng.uniform(1.0, 3.0)
+        gain_db += rng.uniform(3, 6) * np.exp(-0.5 * ((t - c) / (w / 2.5)) ** 2)
     return _unit_band(base * 10 ** (gain_db / 20))
 
 

@@ -646,7 +646,7 @@ def talker_stream(duration_s: float, rng: np.random.Generator, voice: Voice | No
         y = speak(chunk, voice, rng)
         idx = (pos + np.arange(len(y))) % m_loop if loop_s else np.arange(pos, min(pos + len(y), m_loop))
         np.add.at(out, idx, y[: len(idx)])
-        pos += len(y) + int(rng.uniform(0.1, 0.6) * OUT_SR)
+        pos += len(y) + int(rng.uniform(0.05, 0.35) * OUT_SR)
     if m_loop < n:
         out = np.tile(out, n // m_loop + 1)[:n]
     return out
@@ -659,6 +659,7 @@ def babble(duration_s: float, rng: np.random.Generator, talkers: int = 4) -> np.
     for _ in range(talkers):
         # each talker's few seconds repeat, with a different period per talker: the mix does not
         s = talker_stream(duration_s, rng, loop_s=float(rng.uniform(4.5, 7.5)))
+        s = np.roll(s, int(rng.integers(0, max(1, len(s)))))
         rms = np.sqrt(np.mean(s.astype(np.float64) ** 2)) + 1e-12
         mix += s / rms * 10 ** (rng.uniform(-4, 2) / 20)
     mix *= 0.1 / (np.sqrt(np.mean(mix**2)) + 1e-12)

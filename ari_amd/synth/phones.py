@@ -300,6 +300,76 @@ youre Y UH1 R
 zero Z IY1 R OW0
 uh AH1
 um AH1 M
+accept AE0 K S EH1 P T
+accepting AE0 K S EH1 P T IH0 NG
+afternoon AE2 F T ER0 N UW1 N
+agent EY1 JH AX0 N T
+arrive ER0 AY1 V
+away AX0 W EY1
+before B IH0 F AO1 R
+broken B R OW1 K AX0 N
+by B AY1
+callback K AO1 L B AE2 K
+car K AA1 R
+circuits S ER1 K AX0 T S
+coffee K AO1 F IY0
+denver D EH1 N V ER0
+did D IH1 D
+digits D IH1 JH AX0 T S
+folder F OW1 L D ER0
+friday F R AY1 D EY2
+further F ER1 DH ER0
+game G EY1 M
+him HH IH1 M
+honestly AA1 N AX0 S T L IY0
+hums HH AH1 M Z
+idea AY0 D IY1 AX0
+information IH2 N F ER0 M EY1 SH AX0 N
+job JH AA1 B
+last L AE1 S T
+left L EH1 F T
+limited L IH1 M AX0 T IH0 D
+lunch L AH1 N CH
+machine M AX0 SH IY1 N
+meeting M IY1 DX IH0 NG
+minutes M IH1 N AX0 T S
+month M AH1 N TH
+moved M UW1 V D
+moving M UW1 V IH0 NG
+need N IY1 D
+next N EH1 K S T
+night N AY1 T
+no N OW1
+nobody N OW1 B AA2 DX IY0
+order AO1 R D ER0
+overtime OW1 V ER0 T AY2 M
+package P AE1 K IH0 JH
+paper P EY1 P ER0
+parked P AA1 R K T
+pass P AE1 S
+printer P R IH1 N T ER0
+said S EH1 D
+see S IY1
+she SH IY1
+should SH UH1 D
+sister S IH1 S T ER0
+sometime S AH1 M T AY2 M
+stops S T AA1 P S
+table T EY1 B AX0 L
+terrible T EH1 R AX0 B AX0 L
+they DH EY1
+think TH IH1 NG K
+thirty TH ER1 DX IY0
+told T OW1 L D
+traffic T R AE1 F IH0 K
+waiting W EY1 DX IH0 NG
+wants W AA1 N T S
+went W EH1 N T
+whats W AH1 T S
+where W EH1 R
+wireless W AY1 R L AX0 S
+would W UH1 D
+yet Y EH1 T
 """
 
 LEXICON: dict[str, list[str]] = {}
@@ -310,7 +380,8 @@ for _line in _LEXICON_TEXT.strip().splitlines():
 # Function words: said quickly and without a pitch accent.
 FUNCTION_WORDS = frozenset(
     "a an the to of for and or at in on is are was be been it its i im ill you your youve youre "
-    "we were me my us our this that with as but so can has have will may do from".split()
+    "we were me my us our this that with as but so can has have will may do from by no she they would "
+    "should did".split()
 )
 
 _DIGITS = "zero one two three four five six seven eight nine".split()

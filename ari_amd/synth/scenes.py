@@ -334,7 +334,7 @@ def human_residential(rng: np.random.Generator, **overrides: Any) -> Clip:
     tl = _Timeline(rng, _voice(rng, opts))
     lead = _s(opts.get("lead_s", lambda: rng.uniform(0.2, 1.5)))
     long = rng.random() < 0.15
-    text = opts.get("text", lambda: texts.HELLO)
+    text = opts.get("text", lambda: texts.HELLO_LONG if long else texts.HELLO)
     y, said, a, b = tl.utterance(text, 0.3, 2.3 if long else 1.5)
     end = tl.say(y, said, lead, a, b)
     notes = [f"says [{said}]"]
@@ -599,7 +599,8 @@ def ringback_then_human(rng: np.random.Generator, **overrides: Any) -> Clip:
         a = max(0.0, r * 6.0 - phase)
         ring_parts.append(f"{_ms(lead + _s(a))}-{_ms(lead + _s(r * 6.0 - phase + 2.0))}")
     start = lead + len(rb) + _after(rng, 0.3, 2.5)
-    y, said, a, b = tl.utterance(opts.get("text", lambda: texts.HELLO), 0.3, 1.5)
+    pool = texts.HELLO_LONG if rng.random() < 0.15 else texts.HELLO
+    y, said, a, b = tl.utterance(opts.get("text", lambda: pool), 0.3, 1.5)
     end = tl.say(y, said, start, a, b)
     n = max(_s(opts.get("duration_s", lambda: rng.uniform(6, 12))), end + _s(rng.uniform(2.5, 4)))
     return _finish(tl, n, opts, category="ringback_then_human", truth="human", enable="human", dme="human",

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-HELLO = [
-    "Hello?", "Hello.", "Yeah?", "Hi.", "Yes?", "Hey.", "Hello, who's this?", "Hi, who's calling?",
-    "Speaking.", "Uh, hello?", "Yeah, hello?", "Good evening.", "Hello, Smith residence.", "Hi there.",
-    "Hello, this is Tom.", "Yes, hello?", "Who is it?", "Okay, hello?",
+HELLO = [  # one to three syllables: most people
+    "Hello?", "Hello.", "Yeah?", "Hi.", "Yes?", "Hey.", "Speaking.", "Uh, hello?", "Yeah, hello?",
+    "Hi there.", "Yes, hello?", "Who is it?", "Okay, hello?", "Good evening.", "Hey, what's up?",
+]
+HELLO_LONG = [  # a few say more (up to ~2.3 s)
+    "Hello, who's this?", "Hi, who's calling?", "Hello, Smith residence.", "Hello, this is Tom.",
+    "Hello? Who is this, please?", "Yeah, hi, who's calling?",
 ]
 HELLO_AGAIN = ["Hello?", "Hello? Anyone there?", "Hello, can you hear me?", "Hello? Hello?", "Who is this?"]
 

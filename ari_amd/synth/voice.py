@@ -73,7 +73,7 @@ class Voice:
             jitter=float(rng.uniform(0.004, 0.014)),
             shimmer_db=float(rng.uniform(0.25, 0.8)),
             breathiness=float(rng.uniform(0.03, 0.15) * (1.3 if sex == "f" else 1.0)),
-            tilt_hz=float(rng.uniform(1_400, 3_800)),
+            tilt_hz=float(rng.uniform(2_200, 5_500)),
             pitch_range=float(2.0 + 6.0 * lively),
             creak=float(rng.uniform(0.0, 0.5) if sex == "m" else rng.uniform(0.0, 0.3)),
             f4=float(rng.uniform(3_250, 3_650) * scale),
@@ -475,8 +475,11 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
                 st[m] += rng.uniform(-1.0, 2.5) * x
             else:
                 st[m] -= rng.uniform(2.0, 5.0) * x
-    st += _smooth(rng.normal(0, 1, nc).cumsum() * 0.03, 201)
-    st -= _smooth(rng.normal(0, 1, nc).cumsum() * 0.03, 201).mean()
+    walk = _smooth(rng.normal(0, 1, nc).cumsum() * 0.03, 201)
+    st += walk - walk.mean()
+    # pitch never sits still: a 2-6 Hz drift of about half a semitone
+    drift = _smooth(rng.normal(0, 1, nc), 90)
+    st += drift * (0.5 / (drift.std() + 1e-9))
     f0 = voice.f0 * 2 ** (st / 12)
     if plan.creaky_end:
         voiced_idx = np.nonzero(av_lin > 1e-3)[0]
@@ -597,13 +600,15 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
 
 
 def decimate2(x: np.ndarray) -> np.ndarray:
-    """16 kHz -> 8 kHz: FFT low-pass with a cosine edge from 3.7 to 4 kHz, then every 2nd sample."""
+    """16 kHz -> 8 kHz: FFT low-pass with a cosine edge from 3.5 to 4 kHz, then every 2nd sample."""
     n = len(x) - len(x) % 2
     nfft = 1 << int(np.ceil(np.log2(max(n, 2) + 256)))  # zero tail; FFT of any length is slow
     X = np.fft.rfft(x[:n], nfft)
     f = np.fft.rfftfreq(nfft, 1 / SR)
     g = np.clip((4_000 - f) / 500, 0, 1)
-    X *= 0.5 - 0.5 * np.cos(np.pi * g)
+    # five formants alone roll off too fast above F3; the missing higher poles lift 2.5-4 kHz
+    # (Klatt's higher-pole correction), here as a gentle shelf
+    X *= (0.5 - 0.5 * np.cos(np.pi * g)) * np.sqrt(1 + (f / 2_800) ** 4)
     return np.fft.irfft(X, nfft)[:n:2]
 
 

@@ -28,7 +28,8 @@ RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR sp
 # Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
 # before a beep that comes 1.5-8 s later. We wait this much more for the beep.
 BEEP_GRACE_MS = 2_500
-CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
+CALL_PROGRESS_MS = 200
+MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes  # this much ringback-band tone before any speech is call progress
 
 
 def _in_cpt_band(hz: float) -> bool:
@@ -113,7 +114,7 @@ class AmdStateMachine:
             events.append(AmdEvent(EventKind.SPEECH_END, self._last_speech_end))
 
         p = self.params
-        if music:
+        if music and not self._in_speech and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS:
             self._last_tone_end = t_ms  # music is not silence
             if self.state is State.SPEECH:
                 # Beyond Twilio: people don't play hold music. Speech, then music: a machine.

@@ -129,6 +129,12 @@ class Report:
             "human_verdict_after_first_utterance_ms": _quantiles(human_lag),
             "fax_verdict_after_tone_onset_ms": _quantiles(fax_lag),
             "beep": {
+                "by_category": {
+                    c: _pct(sum(o.verdict.answered_by.value == "machine_end_beep" for o in os if o.clip.ms("beep_end_ms")),
+                            sum(1 for o in os if o.clip.ms("beep_end_ms")))
+                    for c, os in sorted(by_cat.items())
+                    if any(o.clip.ms("beep_end_ms") for o in os)
+                },
                 "clips_with_beep": len(beeps),
                 "machine_end_beep_pct": _pct(len(beep_hits), len(beeps)),
                 "delay_after_beep_end_ms": _quantiles(beep_delay),
@@ -164,6 +170,8 @@ def format_summary(s: dict[str, object]) -> str:
         f"beep: {b['machine_end_beep_pct']}% of {b['clips_with_beep']} beep clips got machine_end_beep; "
         f"delay after beep end p50 {d['p50']} p90 {d['p90']} ms; verdicts before the beep started: {b['verdicts_before_beep_start']}"
     )
+    if s["mode"] == "DetectMessageEnd":
+        lines.append("machine_end_beep by category: " + ", ".join(f"{c} {p}%" for c, p in b["by_category"].items()))  # type: ignore[union-attr]
     if s["unreadable"]:
         lines.append(f"unreadable: {s['unreadable']}")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ CEILING_CONTINUE_DB = 0.0
 RISE_DB = 4.0  # an onset is back-dated over frames this far above the floor...
 RISE_MAX_FRAMES = 15  # ...at most 300 ms
 DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
+INITIAL_FLOOR_MAX_DB = -45.0
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
 
 
@@ -103,8 +104,9 @@ class VoiceActivity:
     def _track_floor(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> float:
         floor = self.floor_db
         if floor is None:
-            self.floor_db = level_db
-            return level_db
+            # Start no higher than a quiet line: audio may open with a tone or a voice.
+            self.floor_db = min(level_db, INITIAL_FLOOR_MAX_DB)
+            return self.floor_db
         if tone:  # a beep or fax tone says nothing about the line's noise
             return floor
         if level_db < floor:

@@ -30,7 +30,7 @@ CEILING_CONTINUE_DB = 0.0
 RISE_DB = 4.0  # an onset is back-dated over frames this far above the floor...
 RISE_MAX_FRAMES = 15  # ...at most 300 ms
 DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
-INITIAL_FLOOR_MAX_DB = -45.0
+INITIAL_FLOOR_MAX_DB = -35.0
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
 
 

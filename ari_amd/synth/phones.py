@@ -64,23 +64,23 @@ PHONES: dict[str, Phone] = {
         # fricatives
         _p("S", "fric", (320, 1750, 2700), 110, False, noise="s", an_db=-4),
         _p("Z", "fric", (280, 1700, 2650), 80, True, -16, noise="s", an_db=-10),
-        _p("SH", "fric", (320, 1850, 2450), 115, False, noise="sh", an_db=-6),
+        _p("SH", "fric", (320, 1850, 2450), 115, False, noise="sh", an_db=-10),
         _p("ZH", "fric", (280, 1800, 2400), 85, True, -16, noise="sh", an_db=-13),
         _p("F", "fric", (320, 950, 2250), 100, False, noise="f", an_db=-22),
         _p("V", "fric", (280, 950, 2250), 65, True, -12, noise="f", an_db=-26),
         _p("TH", "fric", (320, 1400, 2600), 95, False, noise="f", an_db=-24),
         _p("DH", "fric", (280, 1400, 2550), 50, True, -12, noise="f", an_db=-27),
         _p("HH", "aspirate", (500, 1500, 2500), 70, False, noise="asp", an_db=-14),
-        _p("CH", "affr", (320, 1850, 2450), 90, False, noise="sh", an_db=-9, place="alv"),
+        _p("CH", "affr", (320, 1850, 2450), 90, False, noise="sh", an_db=-12, place="alv"),
         _p("JH", "affr", (280, 1800, 2400), 75, True, -18, noise="sh", an_db=-15, place="alv"),
         # sonorants
-        _p("M", "nasal", (280, 1000, 2200), 75, True, -13, place="lab"),
-        _p("N", "nasal", (280, 1600, 2600), 65, True, -13, place="alv"),
-        _p("NG", "nasal", (280, 2000, 2600), 90, True, -14, place="vel"),
-        _p("L", "liquid", (360, 1000, 2700), 75, True, -10),
-        _p("R", "liquid", (400, 1150, 1600), 75, True, -9),
-        _p("W", "glide", (300, 700, 2250), 70, True, -9),
-        _p("Y", "glide", (280, 2200, 3000), 65, True, -9),
+        _p("M", "nasal", (280, 1000, 2200), 75, True, -19, place="lab"),
+        _p("N", "nasal", (280, 1600, 2600), 65, True, -19, place="alv"),
+        _p("NG", "nasal", (280, 2000, 2600), 90, True, -20, place="vel"),
+        _p("L", "liquid", (360, 1000, 2700), 75, True, -12),
+        _p("R", "liquid", (400, 1150, 1600), 75, True, -11),
+        _p("W", "glide", (300, 700, 2250), 70, True, -12),
+        _p("Y", "glide", (280, 2200, 3000), 65, True, -11),
     ]
 }
 

@@ -212,7 +212,7 @@ def plan_speech(text: str, voice: Voice, rng: np.random.Generator, tempo: float 
                     k *= 0.85  # vowels shorten before voiceless consonants
                 dur = (dmin + (d - dmin) * k) * (1.4 if last_syl else 1.0)
                 dur = max(0.04, dur / 1000.0 * _jit(rng, 0.1) / rate)
-                av = p.av_db + {1: 0.0, 2: -1.5, 0: -3.0}[stress] + float(rng.normal(0, 1.0))
+                av = p.av_db + {1: 0.0, 2: -1.0, 0: -2.5}[stress] + float(rng.normal(0, 1.0))
                 vseg = Seg(
                     "vowel", nuc, dur, ftarget(nuc), ftarget(nuc, "end") if p.f_end else None,
                     av_db=av, stress=stress, phrase=phrase,
@@ -426,8 +426,8 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
             if s.kind == "vowel":
                 x = np.linspace(0, 1, i1 - i0)
                 # a syllable's energy peaks early and decays: fast rise, slower fall
-                pk = float(rng.uniform(0.2, 0.4))
-                lvl += -8.0 * (1 - np.minimum(1, x / pk)) ** 2 - float(rng.uniform(6, 11)) * np.maximum(0, (x - pk) / (1 - pk)) ** 1.3
+                pk = float(rng.uniform(0.15, 0.35))
+                lvl += -8.0 * (1 - np.minimum(1, x / pk)) ** 2 - float(rng.uniform(3, 7)) * np.maximum(0, (x - pk) / (1 - pk)) ** 1.6
                 if s.boundary:
                     lvl += -10.0 * np.maximum(0, (x - 0.45) / 0.55) ** 1.5
                 lvl += 1.0 * (s.stress == 1)

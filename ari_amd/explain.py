@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ari_amd.detect import Detector  # noqa: E402
+from ari_amd.detect import Detector, Rule  # noqa: E402
 from ari_amd.detect.features import SAMPLE_RATE  # noqa: E402
 
 COLOURS = {"speech": "#2e9e4f", "beep": "#d62728", "fax": "#9467bd", "sit": "#ff7f0e", "tone": "#8c564b", "music": "#17becf"}
@@ -69,14 +69,16 @@ def draw(samples: np.ndarray, det: Detector, out: Path, title: str = "") -> None
     ax_s.set_ylim(-0.8, 3.8)
     ax_s.set_xlabel("ms from answer (audio clock)")
 
-    # Thresholds as they ran: silence timeout from answer, speech threshold from the first onset.
+    # Thresholds as they ran, each where it could have decided.
     speech = [s for s in segments if s.kind == "speech"]
-    ax_e.axvline(params.silence_timeout_ms, color="#999", ls="--", lw=0.8)
-    ax_e.text(params.silence_timeout_ms, -3, " SilenceTimeout", fontsize=7, color="#666", va="top")
+    if not speech or speech[0].start_ms > params.silence_timeout_ms:
+        ax_e.axvline(params.silence_timeout_ms, color="#999", ls="--", lw=0.8)
+        ax_e.text(params.silence_timeout_ms, -3, " SilenceTimeout", fontsize=7, color="#666", va="top")
     if speech:
         onset = speech[0].start_ms
         ax_e.axvline(onset + params.speech_threshold_ms, color="#e377c2", ls="--", lw=0.8)
         ax_e.text(onset + params.speech_threshold_ms, -8, " SpeechThreshold\n from onset", fontsize=7, color="#e377c2", va="top")
+    if final is not None and final.rule is Rule.SPEECH_END and speech:
         last_end = speech[-1].end_ms
         ax_e.annotate("", xy=(last_end + params.speech_end_threshold_ms, -12), xytext=(last_end, -12),
                       arrowprops={"arrowstyle": "<->", "color": "#2ca02c", "lw": 0.8})

@@ -14,7 +14,7 @@ from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 
 SR = 8_000
 BAND = (300.0, 3_400.0)
-SPEECH_PEAK = 0.8  # speech peaks (phone band) stay below this unless the line is hot
+SPEECH_PEAK = 0.95  # speech peaks (phone band) stay below this unless the line is hot
 NOISE_KINDS = ("white", "pink", "brown", "hum60", "babble4", "street_steps")
 
 
@@ -283,8 +283,8 @@ def transmit(
         mix = np.clip(mix, -1.0, 1.0)
     else:
         peak = float(np.max(np.abs(mix))) if n else 0.0
-        if peak > 0.95:
-            gain = 0.95 / peak
+        if peak > 0.99:
+            gain = 0.99 / peak
             mix *= gain
         if cfg.clip_pct > 0 and n:
             thr = float(np.quantile(np.abs(mix), 1 - cfg.clip_pct / 100))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -91,7 +92,7 @@ class Detector:
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
             playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate)
             if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
-                obs = obs.without_beep()  # a note of the hold music, not a beep
+                obs = replace(obs, beep=None)  # a note of the hold music, not a beep
             # Before anyone speaks, ringback-band tone is call progress, never a voice.
             progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
             voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress, f1[i])

@@ -22,6 +22,7 @@ PITCH_LAGS = slice(20, 101)
 CPT_BINS = slice(int(350 / BIN_HZ), int(550 / BIN_HZ) + 1)
 FSK_BINS = slice(int(1_550 / BIN_HZ), int(1_950 / BIN_HZ) + 1)  # 80-400 Hz fundamental
 FLOOR_DB = -100.0  # digital silence reads as this, not -inf
+DEAD_DB = -90.0  # below this a frame is digital silence: a lost packet filled with zeros
 
 _WINDOW = np.hanning(FRAME).astype(np.float32)
 _LAG_CORRECTION = (FRAME / (FRAME - np.arange(PITCH_LAGS.start, PITCH_LAGS.stop))).astype(np.float32)

@@ -11,21 +11,20 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ari_amd.detect.features import FRAME_MS
-
-DEAD_DB = -90.0  # digital silence: a lost packet filled with zeros
+from ari_amd.detect.features import DEAD_DB, FRAME_MS
 
 TONAL_FRAC = 0.55  # one peak holding this share of the band power starts a tone
 TONAL_CONTINUE_FRAC = 0.4  # and this keeps one going at the same pitch (beeps in loud noise)
 TWO_TONE_FRAC = 0.82  # or two peaks together (dual tones, tone + harmonic)
-PURE_FRAC = 0.7
+TONE_ABOVE_FLOOR_DB = 4.0  # purity, not loudness, says tone; the floor may have crept up under it...
+PURE_FRAC = 0.7  # ...and a frame this pure (line noise stays below 0.4) need only clear it by
 PURE_ABOVE_FLOOR_DB = 1.5
-TONE_ABOVE_FLOOR_DB = 4.0  # purity, not loudness, says tone; the floor may have crept up under it
 MAX_STEP_HZ = 12.0  # frame-to-frame drift allowed inside one tone (glides); voice pitch moves more
 CANDIDATE_PURITY = 0.7  # mean purity for a starting tone to hold speech back (voices rarely reach it)
 MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
 
-BEEP_MIN_MS = 120
+BEEP_MIN_MS = 120  # a run this long is judged as a beep by the rules below...
+BEEP_PULSE_MIN_MS = 80  # ...a shorter one (a double beep's pulse) by stricter ones
 BEEP_MAX_MS = 1_600
 BEEP_LO_HZ, BEEP_HI_HZ = 280.0, 2_600.0
 BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
@@ -38,7 +37,6 @@ BEEP_STEADY_MS = 300  # past this, the allowed level spread grows with the durat
 BEEP_LONG_SPREAD_DB = 6.0
 BEEP_MAX_PITCH_RANGE_HZ = 12.0  # and so is its pitch...
 BEEP_GLIDE_HZ_PER_MS = 0.12  # ...unless it glides, slowly, over a longer run
-BEEP_PULSE_MIN_MS = 80
 BEEP_PULSE_PURITY = 0.75
 BEEP_PULSE_SPREAD_DB = 2.0
 BEEP_PULSE_PITCH_RANGE_HZ = 6.0
@@ -96,8 +94,6 @@ class ToneObservation:
     call_progress: bool = False  # a frame of ringback-band tone
     call_progress_ms: int = 0  # how long it has lasted
 
-    def without_beep(self) -> "ToneObservation":
-        return ToneObservation(self.tone, self.candidate, self.fax, self.sit, None, self.call_progress, self.call_progress_ms)
 
 
 class ToneTracker:
@@ -106,15 +102,14 @@ class ToneTracker:
     def __init__(self) -> None:
         self._run: ToneRun | None = None
         self._pending: ToneRun | None = None  # candidate beep group awaiting quiet
-        self._quiet_frames = 0
-        self._loud_frames = 0
+        self._loud_frames = 0  # loud frames since a candidate beep ended
         self._prev_level = 0.0
         self._fax_ms = 0
         self._cpt_ms = 0
         self._v21_ms = 0
         self._v21_lo, self._v21_hi = 1e9, 0.0
         self.fax_found: str | None = None
-        self._sit_runs: list[ToneRun] = []
+        self._sit_runs: deque[ToneRun] = deque(maxlen=len(SIT_BANDS))
         self.runs: list[ToneRun] = []  # every finished tone run, for evidence
 
     def update(
@@ -164,7 +159,7 @@ class ToneTracker:
             if run is not None:
                 self._close_run(run)
             self._run = (
-                ToneRun(start_ms, t_ms, peak_hz, peak_frac, 1, peak_hz, peak_hz, 200.0)
+                ToneRun(start_ms, t_ms, peak_hz, peak_frac, frames=1, lo_hz=peak_hz, hi_hz=peak_hz, lo_db=200.0)
                 if tonal
                 else None
             )
@@ -173,7 +168,7 @@ class ToneTracker:
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
-        beep = self._track_beep(t_ms, level_db, floor_db, is_tone)
+        beep = self._track_beep(t_ms, level_db, floor_db)
         return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms)
 
     # --- fax -----------------------------------------------------------------
@@ -220,12 +215,10 @@ class ToneTracker:
             pending.level_db = max(pending.level_db, run.level_db)
         else:
             self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db)
-        self._quiet_frames = 0
 
-    def _track_beep(self, t_ms: int, level_db: float, floor_db: float, is_tone: bool) -> Beep | None:
+    def _track_beep(self, t_ms: int, level_db: float, floor_db: float) -> Beep | None:
         pending = self._pending
         if pending is None or self._run is not None:
-            self._quiet_frames = 0
             self._loud_frames = 0
             return None
         if level_db > max(floor_db + BEEP_QUIET_DB, pending.level_db - BEEP_DROP_DB):
@@ -244,8 +237,8 @@ class ToneTracker:
 
     # --- SIT -----------------------------------------------------------------
     def _sit_complete(self) -> bool:
-        runs = self._sit_runs[-3:]
-        if len(runs) < 3:
+        runs = list(self._sit_runs)
+        if len(runs) < len(SIT_BANDS):
             return False
         ok = all(
             lo <= r.hz <= hi and SIT_SEGMENT_MS[0] <= r.end_ms - r.start_ms <= SIT_SEGMENT_MS[1]

@@ -5,12 +5,16 @@ at a voice pitch, and speech's vowels are; so strong periodicity opens speech. B
 speech, so against it only loudness helps: the floor is a running median of the
 background, learnt quickly from unvoiced frames and barely at all from voiced ones, so a
 greeting does not raise its own floor while a street noise that steps up is absorbed
-within half a second. Digital-zero frames (packet loss, dropouts) teach it nothing.
+within half a second. A "ceiling", the background's 85th percentile, learnt away from
+speech, keeps babble's loud moments from opening speech. Digital-zero frames (packet loss,
+dropouts) teach it nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ari_amd.detect.features import DEAD_DB
 
 START_DB = 8.0  # above the floor to open speech
 START_STRONG_DB = 5.0  # ... or this, if strongly voiced (low-SNR lines)
@@ -29,8 +33,7 @@ CEILING_START_DB = 5.0  # a voice must clear the background's loud end by this m
 CEILING_CONTINUE_DB = 0.0
 RISE_DB = 4.0  # an onset is back-dated over frames this far above the floor...
 RISE_MAX_FRAMES = 15  # ...at most 300 ms
-DEAD_DB = -90.0  # digital silence: G.711 zeros, lost packets filled in
-INITIAL_FLOOR_MAX_DB = -35.0
+INITIAL_FLOOR_MAX_DB = -35.0  # the floor starts no higher: a call may open with a tone or a voice
 MIN_FLOOR_DB = -70.0  # a floor below this is dead air; speech must still be audible
 
 
@@ -43,7 +46,7 @@ class VoiceObservation:
 
 
 class VoiceActivity:
-    """Stateful per-call VAD. `update` returns True for a speech frame."""
+    """Stateful per-call VAD: one `update` per frame, in order."""
 
     def __init__(self) -> None:
         self.floor_db: float | None = None

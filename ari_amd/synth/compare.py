@@ -92,9 +92,13 @@ def speech_stats(x: np.ndarray) -> dict[str, float]:
         if en < e40.max() * 10**-2.5:
             continue
         fr_ = fr_ - fr_.mean()
+        if not fr_.any():
+            continue
         ac = np.correlate(fr_, fr_, "full")[319:]
         ac = ac / (ac[0] + 1e-12) * 320 / (320 - np.arange(320))
         seg = ac[SR // 420 : SR // 70]
+        if not np.all(np.isfinite(seg)) or seg.max() <= 0:
+            continue
         cand = np.nonzero(seg >= 0.9 * seg.max())[0][0]
         while cand + 1 < len(seg) and seg[cand + 1] > seg[cand]:
             cand += 1

@@ -608,7 +608,7 @@ def decimate2(x: np.ndarray) -> np.ndarray:
     g = np.clip((4_000 - f) / 500, 0, 1)
     # five formants alone roll off too fast above F3; the missing higher poles lift 2.5-4 kHz
     # (Klatt's higher-pole correction), here as a gentle shelf
-    X *= (0.5 - 0.5 * np.cos(np.pi * g)) * np.sqrt(1 + (f / 2_800) ** 4)
+    X *= (0.5 - 0.5 * np.cos(np.pi * g)) * np.sqrt(1 + (np.minimum(f, 3_400) / 2_800) ** 4)
     return np.fft.irfft(X, nfft)[:n:2]
 
 

@@ -122,6 +122,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ari_amd.evaluate import LabelsError
+    from ari_amd.tune import format_trials, tune
+
+    if args.false_machine_cost <= 0 or args.false_human_cost <= 0:
+        print("error: --false-machine-cost and --false-human-cost must be positive", file=sys.stderr)
+        return 2
+    try:
+        trials = tune(Path(args.dir), args.false_machine_cost, args.false_human_cost, Mode.parse(args.mode))
+    except LabelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_trials(trials))
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from ari_amd.synth.corpus import write_corpus
 
@@ -152,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="timeline.png", help="PNG to write (timeline.png)")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("tune", help="suggest the four parameters for a price of each kind of error")
+    p.add_argument("--mode", default="Enable", help="Enable or DetectMessageEnd (default Enable)")
+    p.add_argument("--false-machine-cost", type=float, default=3.0, help="price of a person called a machine (3)")
+    p.add_argument("--false-human-cost", type=float, default=1.0, help="price of a machine called a person (1)")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("synth", help="write a labelled folder of synthetic call audio")
     p.add_argument("--per-category", type=int, default=3)

@@ -95,3 +95,13 @@ def test_explain_draws_a_png(wavs: dict[str, Path], tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 20_000
+
+
+def test_tune_ranks_settings_and_suggests_one(tmp_path: Path) -> None:
+    write_corpus(tmp_path, per_category=1, seed=4, categories=["human_residential", "machine_carrier"])
+    r = run("tune", "--false-machine-cost", "5", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "suggested: MachineDetectionSpeechThreshold=" in r.stdout
+    costs = [float(line.split()[3]) for line in r.stdout.splitlines()[1:9] if line.strip() and line.split()[0].isdigit()]
+    assert costs == sorted(costs)
+    assert run("tune", "--false-human-cost", "0", str(tmp_path)).returncode == 2

@@ -90,7 +90,7 @@ class Detector:
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
-            playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate)
+            playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor)
             if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
                 obs = replace(obs, beep=None)  # a note of the hold music, not a beep
             # Before anyone speaks, ringback-band tone is call progress, never a voice.

@@ -14,6 +14,7 @@ STEADY_HZ = 8.0  # a peak within this of one 20-40 ms earlier is the same note
 STEADY_FRAC = 0.25  # and must hold this share of the band
 WINDOW = 50  # frames (1 s)
 MUSIC_SHARE = 0.6
+ABOVE_FLOOR_DB = 3.0
 
 
 class MusicTracker:
@@ -23,9 +24,10 @@ class MusicTracker:
         self._count = 0
         self.music_at: int | None = None  # when music was last heard (audio ms)
 
-    def update(self, t_ms: int, peak_hz: float, peak2_hz: float, peak_frac: float, tone: bool) -> bool:
-        """tone: the frame belongs to a single tone (beep, fax): that is not music."""
-        steady = not tone and peak_frac >= STEADY_FRAC and any(
+    def update(self, t_ms: int, peak_hz: float, peak2_hz: float, peak_frac: float, tone: bool, above_floor_db: float) -> bool:
+        """tone: the frame belongs to a single tone (beep, fax): that is not music.
+        above_floor_db: mains hum holds steady peaks too, but it *is* the floor."""
+        steady = not tone and above_floor_db >= ABOVE_FLOOR_DB and peak_frac >= STEADY_FRAC and any(
             abs(peak_hz - a) <= STEADY_HZ or abs(peak_hz - b) <= STEADY_HZ for a, b in self._peaks
         )
         self._peaks.append((peak_hz, peak2_hz))

@@ -8,7 +8,13 @@ Enable:           silence >= SilenceTimeout          -> unknown
 DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
                   a beep that ends into quiet        -> machine_end_beep
                   silence >= SpeechEnd + BEEP_GRACE  -> machine_end_silence
-                  timeout, or the audio ends         -> machine_end_other
+                  music, timeout, or the audio ends  -> machine_end_other
+Beyond Twilio's rules:
+                  a tone sounding is not silence: it holds the human decision
+                  a beep before the human decision   -> machine (a short greeting, then the beep)
+                  music after speech                 -> machine
+                  SIT tones                          -> unknown, cause sit_tone
+                  ringback before anyone speaks      -> ignored; SilenceTimeout restarts after it
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR sp
 # Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
 # before a beep that comes 1.5-8 s later. We wait this much more for the beep.
 BEEP_GRACE_MS = 2_500
-CALL_PROGRESS_MS = 200
-MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes  # this much ringback-band tone before any speech is call progress
+CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
+MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
 
 
 def _in_cpt_band(hz: float) -> bool:

@@ -12,6 +12,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ari_amd.detect import AmdParams, Mode, Verdict
 
@@ -78,7 +79,7 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         outs = self.outcomes
         by_cat: dict[str, list[Outcome]] = defaultdict(list)
         for o in outs:
@@ -143,35 +144,35 @@ class Report:
         }
 
 
-def format_summary(s: dict[str, object]) -> str:
+def format_summary(s: dict[str, Any]) -> str:
     """The report as a table a person reads."""
     lines = [f"mode {s['mode']}  {s['params']}", f"clips {s['clips']}  accuracy {s['accuracy_pct']}%"]
     lines.append(f"false-machine (humans called machine) {s['false_machine_pct']}%   false-human (machines called human) {s['false_human_pct']}%")
     lines.append("")
     lines.append(f"{'category':22s} {'correct':>9s} {'pct':>6s}")
-    for cat, row in s["by_category"].items():  # type: ignore[union-attr]
+    for cat, row in s["by_category"].items():
         lines.append(f"{cat:22s} {row['correct']:>4d}/{row['clips']:<4d} {row['pct']:>6}")
     lines.append("")
-    confusion: dict[str, dict[str, int]] = s["confusion"]  # type: ignore[assignment]
+    confusion: dict[str, dict[str, int]] = s["confusion"]
     verdicts = sorted({v for row in confusion.values() for v in row})
     lines.append("truth \\ verdict  " + " ".join(f"{v:>19s}" for v in verdicts))
     for truth, row in confusion.items():
         lines.append(f"{truth:16s} " + " ".join(f"{row.get(v, 0):>19d}" for v in verdicts))
     lines.append("")
-    ttv: dict[str, dict[str, object]] = s["time_to_verdict_ms"]  # type: ignore[assignment]
+    ttv: dict[str, dict[str, Any]] = s["time_to_verdict_ms"]
     lines.append("time to verdict (ms from answer): " + "  ".join(f"{t} p50 {q['p50']} p90 {q['p90']}" for t, q in ttv.items() if q["n"]))
     h = s["human_verdict_after_first_utterance_ms"]
-    lines.append(f"human verdict after the first utterance ends: p50 {h['p50']} p90 {h['p90']} ms (n={h['n']})")  # type: ignore[index]
+    lines.append(f"human verdict after the first utterance ends: p50 {h['p50']} p90 {h['p90']} ms (n={h['n']})")
     fx = s["fax_verdict_after_tone_onset_ms"]
-    lines.append(f"fax verdict after the tone starts: p50 {fx['p50']} p90 {fx['p90']} ms (n={fx['n']})")  # type: ignore[index]
-    b: dict[str, object] = s["beep"]  # type: ignore[assignment]
-    d: dict[str, object] = b["delay_after_beep_end_ms"]  # type: ignore[assignment]
+    lines.append(f"fax verdict after the tone starts: p50 {fx['p50']} p90 {fx['p90']} ms (n={fx['n']})")
+    b: dict[str, Any] = s["beep"]
+    d: dict[str, Any] = b["delay_after_beep_end_ms"]
     lines.append(
         f"beep: {b['machine_end_beep_pct']}% of {b['clips_with_beep']} beep clips got machine_end_beep; "
         f"delay after beep end p50 {d['p50']} p90 {d['p90']} ms; verdicts before the beep started: {b['verdicts_before_beep_start']}"
     )
     if s["mode"] == "DetectMessageEnd":
-        lines.append("machine_end_beep by category: " + ", ".join(f"{c} {p}%" for c, p in b["by_category"].items()))  # type: ignore[union-attr]
+        lines.append("machine_end_beep by category: " + ", ".join(f"{c} {p}%" for c, p in b["by_category"].items()))
     if s["unreadable"]:
         lines.append(f"unreadable: {s['unreadable']}")
     return "\n".join(lines)

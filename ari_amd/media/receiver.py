@@ -1,0 +1,316 @@
+"""One call's RTP in, decoded int16 frames out, in order, with losses as silence.
+
+Asterisk's externalMedia channel sends the call's audio to the UDP port we name. What arrives
+there is untrusted: the receiver pins the sender the way Asterisk's strictrtp does (the address
+Asterisk announced in UNICASTRTP_LOCAL_ADDRESS/PORT when known, else the first valid sender),
+checks the payload type and size against the format we asked for, and drops and counts the rest.
+Nothing a datagram contains can raise out of `datagram_received`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, cast
+
+import numpy as np
+import structlog
+
+from ari_amd.detect.g711 import decode_alaw, decode_slin16, decode_ulaw
+from ari_amd.media.ports import PortPool
+from ari_amd.media.reorder import DEFAULT_WINDOW, ReorderBuffer
+from ari_amd.media.rtp import DYNAMIC_PAYLOAD_TYPES, RtpError, parse_packet
+
+# An Ethernet MTU: Asterisk sends 172-byte (ulaw) or 652-byte (slin16) datagrams per 20 ms, so
+# anything bigger is not ours.
+MAX_DATAGRAM = 1500
+MAX_FRAME_MS = 120  # the longest packetisation RTP profiles use; a longer payload is not audio
+# A dynamic payload type is adopted only from a packet carrying at least this much audio, so a
+# stray 4-byte telephone-event packet arriving first cannot claim the stream.
+MIN_DYNAMIC_PIN_MS = 5
+DEFAULT_FRAME_MS = 20  # the length of a lost packet before any packet told us otherwise
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+AudioCallback = Callable[[np.ndarray, int], None]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    """An externalMedia format: what Asterisk sends when asked for it."""
+
+    name: str
+    payload_type: int | None  # None: a dynamic type, adopted from the first packet
+    sample_rate: int
+    sample_width: int  # bytes per sample in the payload
+    decode: Callable[[bytes], np.ndarray]
+
+
+FORMATS: dict[str, MediaFormat] = {
+    "ulaw": MediaFormat("ulaw", 0, 8000, 1, decode_ulaw),
+    "alaw": MediaFormat("alaw", 8, 8000, 1, decode_alaw),
+    "slin": MediaFormat("slin", None, 8000, 2, decode_slin16),  # big-endian, like slin16
+    "slin16": MediaFormat("slin16", None, 16000, 2, decode_slin16),
+}
+
+
+@dataclass(slots=True)
+class ReceiverStats:
+    datagrams: int = 0  # everything that reached the socket
+    received: int = 0  # valid packets from the pinned source, handed to the reorder buffer
+    delivered: int = 0  # frames passed to on_audio, lost-packet silence included
+    lost: int = 0
+    reordered: int = 0
+    duplicates: int = 0
+    late: int = 0
+    out_of_range: int = 0
+    resyncs: int = 0
+    ssrc_changes: int = 0
+    dropped_foreign_source: int = 0
+    dropped_malformed: int = 0
+    dropped_payload_type: int = 0
+    dropped_oversized: int = 0
+    dropped_empty: int = 0  # valid RTP with no audio (keep-alives)
+    dropped_after_close: int = 0
+    callback_errors: int = 0
+    socket_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _host_port(addr: Any) -> tuple[str, int]:
+    # IPv4 gives (host, port); IPv6 (host, port, flowinfo, scope_id).
+    return str(addr[0]), int(addr[1])
+
+
+class RtpReceiver(asyncio.DatagramProtocol):
+    """Receives one call's RTP on its own UDP port; `open` binds it from a PortPool."""
+
+    def __init__(
+        self,
+        format: str,
+        on_audio: AudioCallback,
+        *,
+        expected_source: tuple[str, int] | None = None,
+        reorder_window: int = DEFAULT_WINDOW,
+        max_datagram: int = MAX_DATAGRAM,
+    ) -> None:
+        try:
+            self.format = FORMATS[format]
+        except KeyError:
+            raise ValueError(f"unknown media format {format!r}; one of {sorted(FORMATS)}") from None
+        self.on_audio = on_audio
+        self.max_datagram = max_datagram
+        self.last_packet_at: float | None = None  # time.monotonic() of the last accepted packet
+        self.host: str | None = None
+        self.port: int | None = None
+        self._stats = ReceiverStats()
+        self._reorder: ReorderBuffer[bytes] = ReorderBuffer(reorder_window)
+        self._expected: tuple[str, int] | None = None
+        self._source: tuple[str, int] | None = None
+        self._ssrc: int | None = None
+        self._payload_type = self.format.payload_type
+        self._frame_samples = self.format.sample_rate * DEFAULT_FRAME_MS // 1000
+        self._max_payload = self.format.sample_rate * MAX_FRAME_MS // 1000 * self.format.sample_width
+        self._min_pin_payload = self.format.sample_rate * MIN_DYNAMIC_PIN_MS // 1000 * self.format.sample_width
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pool: PortPool | None = None
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._log = log
+        if expected_source is not None:
+            self.expect_source(*expected_source)
+
+    @classmethod
+    async def open(
+        cls,
+        pool: PortPool,
+        format: str,
+        on_audio: AudioCallback,
+        **kwargs: Any,
+    ) -> RtpReceiver:
+        """Bind a receiver to the next free port of `pool`; closing it gives the port back."""
+        receiver = cls(format, on_audio, **kwargs)
+        _, _, port = await pool.bind(lambda: receiver)
+        receiver._pool = pool
+        receiver.host = pool.host
+        receiver.port = port
+        receiver._log = log.bind(rtp_port=port)
+        receiver._log.debug("rtp_receiver_open", host=pool.host, format=format)
+        return receiver
+
+    # -- what the layer above reads ---------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.format.sample_rate
+
+    @property
+    def external_host(self) -> str:
+        """host:port for externalMedia's external_host parameter."""
+        if self.port is None:
+            raise RuntimeError("the receiver is not bound")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def source(self) -> tuple[str, int] | None:
+        """The sender we accept packets from, once pinned."""
+        return self._source
+
+    @property
+    def payload_type(self) -> int | None:
+        return self._payload_type
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def stats(self) -> ReceiverStats:
+        """A snapshot of the counters."""
+        s = self._stats
+        r = self._reorder.stats
+        snap = ReceiverStats(**s.as_dict())
+        snap.lost, snap.reordered, snap.duplicates = r.lost, r.reordered, r.duplicates
+        snap.late, snap.out_of_range, snap.resyncs = r.late, r.out_of_range, r.resyncs
+        return snap
+
+    def expect_source(self, host: str, port: int) -> None:
+        """Accept packets only from host:port (Asterisk's UNICASTRTP_LOCAL_ADDRESS/PORT).
+
+        May come after packets did: the externalMedia response can trail the first RTP. If the
+        receiver had pinned someone else first, it re-pins and starts the stream over.
+        """
+        self._expected = (host, int(port))
+        if self._source is not None and not self._matches_expected(self._source):
+            self._log.warning("rtp_source_repinned", was=f"{self._source[0]}:{self._source[1]}")
+            self._source = None
+            self._ssrc = None
+            self._reorder.reset()
+
+    def flush(self) -> None:
+        """Deliver frames held back waiting for a missing packet (the stream stopped)."""
+        self._deliver(self._reorder.flush())
+
+    def close(self) -> None:
+        """Stop receiving; the port returns to the pool once the socket is closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._log.debug("rtp_receiver_closed", **self._stats.as_dict())
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    async def aclose(self) -> None:
+        """close() and wait until the port is free again."""
+        self.close()
+        await self.wait_closed()
+
+    # -- asyncio.DatagramProtocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector loop's datagram transport does not inherit asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The socket is closed only now (a loop iteration after transport.close()): the port goes
+        # back to the pool here, so the next call never meets EADDRINUSE on it.
+        self._closed = True
+        if self._pool is not None and self.port is not None:
+            self._pool.release(self.port)
+            self._pool = None
+        self._closed_event.set()
+
+    def error_received(self, exc: Exception) -> None:
+        self._stats.socket_errors += 1
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        s = self._stats
+        s.datagrams += 1
+        if self._closed:
+            s.dropped_after_close += 1
+            return
+        source = _host_port(addr)
+        # Cheap checks first: a flood from a stranger costs a tuple compare per packet.
+        if self._source is not None and source != self._source:
+            s.dropped_foreign_source += 1
+            return
+        if self._expected is not None and self._source is None and not self._matches_expected(source):
+            s.dropped_foreign_source += 1
+            return
+        if len(data) > self.max_datagram:
+            s.dropped_oversized += 1
+            return
+        try:
+            packet = parse_packet(data)
+        except RtpError:
+            s.dropped_malformed += 1
+            return
+        payload = packet.payload
+        if not payload:
+            s.dropped_empty += 1
+            return
+        if len(payload) > self._max_payload:
+            s.dropped_oversized += 1
+            return
+        if len(payload) % self.format.sample_width:
+            s.dropped_malformed += 1
+            return
+        if packet.payload_type != self._payload_type:
+            if not self._adopt_dynamic_payload_type(packet.payload_type, len(payload)):
+                s.dropped_payload_type += 1
+                return
+        if self._source is None:
+            self._source = source
+            self._log.debug("rtp_source_pinned", source=f"{source[0]}:{source[1]}", ssrc=packet.ssrc)
+        if packet.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                # A new stream from the same sender (Asterisk re-creates its RTP instance on some
+                # bridge changes): its numbering starts afresh.
+                s.ssrc_changes += 1
+                self._deliver(self._reorder.reset())
+            self._ssrc = packet.ssrc
+        s.received += 1
+        self.last_packet_at = time.monotonic()
+        self._deliver(self._reorder.push(packet.sequence, payload))
+
+    # -- internals -------------------------------------------------------------------------------
+    def _matches_expected(self, source: tuple[str, int]) -> bool:
+        assert self._expected is not None
+        host, port = self._expected
+        return source[1] == port and (host in WILDCARD_HOSTS or source[0] == host)
+
+    def _adopt_dynamic_payload_type(self, payload_type: int, payload_len: int) -> bool:
+        if (
+            self.format.payload_type is None
+            and self._payload_type is None
+            and payload_type in DYNAMIC_PAYLOAD_TYPES
+            and payload_len >= self._min_pin_payload
+        ):
+            self._payload_type = payload_type
+            self._log.debug("rtp_payload_type_adopted", payload_type=payload_type, format=self.format.name)
+            return True
+        return False
+
+    def _deliver(self, frames: list[tuple[int, bytes | None]]) -> None:
+        for _, payload in frames:
+            if payload is None:
+                samples = np.zeros(self._frame_samples, dtype=np.int16)
+            else:
+                samples = self.format.decode(payload)
+                self._frame_samples = len(samples)
+            self._stats.delivered += 1
+            try:
+                self.on_audio(samples, self.format.sample_rate)
+            except Exception:
+                self._stats.callback_errors += 1
+                n = self._stats.callback_errors
+                if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th...: visible, never a flood
+                    self._log.exception("rtp_on_audio_failed", count=n)

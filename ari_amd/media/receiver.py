@@ -82,11 +82,6 @@ class ReceiverStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _host_port(addr: Any) -> tuple[str, int]:
-    # IPv4 gives (host, port); IPv6 (host, port, flowinfo, scope_id).
-    return str(addr[0]), int(addr[1])
-
-
 class RtpReceiver(asyncio.DatagramProtocol):
     """Receives one call's RTP on its own UDP port; `open` binds it from a PortPool."""
 
@@ -237,7 +232,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if self._closed:
             s.dropped_after_close += 1
             return
-        source = _host_port(addr)
+        source = (addr[0], addr[1])  # IPv6 adds flowinfo and scope_id: compare host and port only
         # Cheap checks first: a flood from a stranger costs a tuple compare per packet.
         if self._source is not None and source != self._source:
             s.dropped_foreign_source += 1

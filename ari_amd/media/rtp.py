@@ -7,7 +7,7 @@ length was checked against the datagram, or raises `RtpError`. It raises nothing
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RTP_VERSION = 2
 HEADER_LEN = 12
@@ -30,8 +30,9 @@ class RtpError(ValueError):
     """A datagram that is not a well-formed RTP packet."""
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: built 50 times a second per call, and a frozen
+    # dataclass's __init__ costs about a microsecond more.
     payload_type: int
     sequence: int
     timestamp: int

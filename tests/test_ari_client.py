@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
 import time
+import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import structlog
 from aiohttp import WSMsgType, web
@@ -37,6 +42,7 @@ from ari_amd.ari import (
     parse_message,
 )
 from ari_amd.ari.naming import bridge_id, media_id, owner_of, snoop_id
+from ari_amd.media import PortPool, RtpReceiver
 
 USER, PASSWORD = "ari-amd", "s3cret-pw"
 APP = "ari-amd-test"
@@ -594,3 +600,159 @@ async def test_close_is_clean_and_idempotent(fake: FakeAri, client: AriClient) -
     await s.close()
     await eventually(lambda: not fake.sockets)
     assert await s.claim("late").get() is None
+
+
+# -- the real lab: Asterisk 22 + a SIPp callee (scripts/lab up) --------------------------------
+
+LAB_URL = "http://127.0.0.1:8088"
+LAB_USER = LAB_PASSWORD = "ari-amd"
+# A callee of our own on its own SIP port, so other lab users' callees on 5070 are left alone.
+LAB_CALLEE_PORT = 5077
+LAB_ENDPOINT = f"PJSIP/sipp/sip:labtest@127.0.0.1:{LAB_CALLEE_PORT}"
+LAB_PORTS = (41000, 41099)  # our receive ports: outside Asterisk's rtp.conf range and SIPp's
+REPO = Path(__file__).resolve().parent.parent
+LAB_SCRIPT = REPO / "scripts" / "lab"
+TONE_HZ = 1000
+BURST_MS = 400  # the callee's greeting: tone bursts, BURST_MS on and BURST_MS off
+
+
+def lab_or_skip() -> None:
+    if not LAB_SCRIPT.exists():
+        pytest.skip("scripts/lab is not in this checkout")
+    try:
+        r = subprocess.run([str(LAB_SCRIPT), "status"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"scripts/lab status failed to run: {e}")
+    if r.returncode != 0:
+        why = "; ".join(line.strip() for line in (r.stdout + r.stderr).strip().splitlines())
+        pytest.skip(f"the lab is not up (scripts/lab status exited {r.returncode}: {why}); start it with scripts/lab up")
+
+
+def write_bursts_wav(path: Path, seconds: float = 12.0, rate: int = 8000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    on = (np.floor(t * 1000 / BURST_MS) % 2) == 0
+    x = np.where(on, np.sin(2 * np.pi * TONE_HZ * t) * 0.25 * 32767, 0).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(x.tobytes())
+
+
+def loud_runs(audio: np.ndarray, rate: int) -> list[int]:
+    """Lengths (ms) of runs of loud 20 ms frames, the partial first and last runs left out."""
+    frame = rate // 50
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(audio[: n * frame].astype(float).reshape(n, frame) ** 2, axis=1))
+    loud = rms > 1000
+    runs, count = [], 0
+    for v in loud:
+        if v:
+            count += 1
+        elif count:
+            runs.append(count * 20)
+            count = 0
+    return runs[1:]
+
+
+async def next_of(events: Any, kind: type, timeout: float = 15.0) -> Any:
+    """The next event of `kind` on a channel's queue, skipping others."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ev = await asyncio.wait_for(events.get(), max(0.01, deadline - time.monotonic()))
+        if ev is None:
+            raise AssertionError(f"stream ended before {kind.__name__}")
+        if isinstance(ev, kind):
+            return ev
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("fmt", "rate"), [("ulaw", 8000), ("slin16", 16000)])
+async def test_lab_call_is_tapped_decoded_survives_a_reconnect_and_leaves_nothing_behind(
+    tmp_path: Path, fmt: str, rate: int
+) -> None:
+    lab_or_skip()
+    app = f"ari-amd-labtest-{os.getpid()}"
+    call_id = f"lab{int(time.time() * 1000)}{fmt}"
+    wav = tmp_path / "bursts.wav"
+    write_bursts_wav(wav)
+    subprocess.run(
+        [str(LAB_SCRIPT), "callee", str(wav), "--port", str(LAB_CALLEE_PORT), "--quiet"],
+        check=True, timeout=60, capture_output=True,
+    )
+
+    sweeps: list[list[str]] = []
+    frames: list[np.ndarray] = []
+    rates: set[int] = set()
+
+    def on_audio(samples: np.ndarray, sample_rate: int) -> None:
+        frames.append(samples)
+        rates.add(sample_rate)
+
+    async with AriClient(LAB_URL, LAB_USER, LAB_PASSWORD) as ari:
+
+        async def sweep(reconnected: bool) -> None:
+            # What the call layer does after a reconnect: find our own channels by their ids.
+            if reconnected:
+                sweeps.append(sorted(c.id for c in await ari.list_channels() if owner_of(c.id)))
+
+        stream = EventStream(ari, app, on_connected=sweep, reconnect_initial=0.05)
+        pool = PortPool(*LAB_PORTS)
+        rx: RtpReceiver | None = None
+        ids = {"callee": call_id, "snoop": snoop_id(call_id), "media": media_id(call_id)}
+        try:
+            await stream.start()
+            await stream.wait_ready(10)
+            callee = stream.claim(call_id)
+            await ari.originate(LAB_ENDPOINT, app, ["dial"], channel_id=call_id, timeout=20)
+            start = await next_of(callee, StasisStart, 20)
+            assert start.args == ("dial",) and start.channel.is_up
+
+            rx = await RtpReceiver.open(pool, fmt, on_audio)
+            snoop_events = stream.claim(ids["snoop"])
+            snoop = await ari.snoop(call_id, app, "in", snoop_id=ids["snoop"], app_args="snoop")
+            em = await ari.external_media(app, rx.external_host, fmt, channel_id=ids["media"])
+            source = em.rtp_source()
+            assert source is not None, em.channelvars
+            rx.expect_source(*source)
+            bridge = await ari.create_bridge(bridge_id=bridge_id(call_id))
+            await ari.add_to_bridge(bridge.id, [snoop.id, em.id])
+            assert isinstance(await next_of(snoop_events, StasisStart), StasisStart)
+
+            await eventually(lambda: len(frames) * 20 >= 2500, timeout=10)
+            assert rx.source == source
+
+            # Drop the events websocket the hard way; events must flow again after the reconnect.
+            assert stream.force_reconnect()
+            await eventually(lambda: stream.stats.reconnects == 1 and stream.connected and sweeps, timeout=15)
+            assert sweeps[0] == sorted([ids["snoop"], ids["media"]])
+            await ari.set_variable(call_id, "ARI_AMD_PROBE", "after-reconnect")
+            varset = await next_of(callee, ChannelVarset, 10)
+            assert (varset.variable, varset.value) == ("ARI_AMD_PROBE", "after-reconnect")
+            await eventually(lambda: len(frames) * 20 >= 4000, timeout=10)  # media never stopped
+
+            assert await ari.hangup(call_id) is True
+            destroyed = await next_of(callee, ChannelDestroyed, 10)
+            assert destroyed.channel.id == call_id
+        finally:
+            for cid in (ids["callee"], ids["snoop"], ids["media"]):
+                await ari.hangup(cid)
+            await ari.destroy_bridge(bridge_id(call_id))
+            if rx is not None:
+                await rx.aclose()
+            await stream.close()
+
+        assert await ari.hangup(call_id) is False  # already gone: no error
+        left_channels = [c.id for c in await ari.list_channels() if c.id in ids.values()]
+        left_bridges = [b.id for b in await ari.list_bridges() if b.id == bridge_id(call_id)]
+        assert left_channels == [] and left_bridges == []
+
+    assert rx is not None
+    st = rx.stats
+    assert rates == {rate}
+    assert all(len(f) == rate // 50 for f in frames)  # 20 ms frames
+    assert st.dropped_foreign_source == st.dropped_malformed == st.dropped_payload_type == 0
+    assert st.lost <= 2
+    runs = loud_runs(np.concatenate(frames), rate)
+    assert runs, "no tone bursts in the received audio"
+    assert all(abs(r - BURST_MS) <= 60 for r in runs), runs

@@ -126,10 +126,15 @@ class RtpReceiver(asyncio.DatagramProtocol):
         pool: PortPool,
         format: str,
         on_audio: AudioCallback,
-        **kwargs: Any,
+        *,
+        expected_source: tuple[str, int] | None = None,
+        reorder_window: int = DEFAULT_WINDOW,
+        max_datagram: int = MAX_DATAGRAM,
     ) -> RtpReceiver:
         """Bind a receiver to the next free port of `pool`; closing it gives the port back."""
-        receiver = cls(format, on_audio, **kwargs)
+        receiver = cls(
+            format, on_audio, expected_source=expected_source, reorder_window=reorder_window, max_datagram=max_datagram
+        )
         _, _, port = await pool.bind(lambda: receiver)
         receiver._pool = pool
         receiver.host = pool.host

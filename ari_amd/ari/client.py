@@ -256,7 +256,9 @@ class AriClient:
         """POST /channels/externalMedia: a channel that sends its audio as RTP to external_host.
 
         The returned channel's `rtp_source()` is the address:port Asterisk sends from
-        (UNICASTRTP_LOCAL_ADDRESS/PORT), known before the first packet.
+        (UNICASTRTP_LOCAL_ADDRESS/PORT), known before the first packet. The channel enters
+        `app` just after this returns: wait for its StasisStart before add_to_bridge (seen in
+        the lab: addChannel before it is a 422 "Channel not in Stasis application").
         """
         params: Params = {
             "app": app,
@@ -284,7 +286,8 @@ class AriClient:
     ) -> Channel:
         """POST /channels/{id}/snoop: a channel carrying what channel_id hears or says.
 
-        spy="in" is the audio coming from the channel (the callee's voice).
+        spy="in" is the audio coming from the channel (the callee's voice). As with
+        external_media, wait for the snoop channel's StasisStart before bridging it.
         """
         params: Params = {"app": app, "spy": spy, "whisper": whisper, "snoopId": snoop_id, "appArgs": _join(app_args)}
         return Channel.from_json(await self.request("POST", f"/channels/{_q(channel_id)}/snoop", params=params))

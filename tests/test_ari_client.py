@@ -214,6 +214,8 @@ class FakeAri:
         self.registered: set[str] = set()
         self.refuse_ws_status: int | None = None
         self.accept_then_close = False
+        self.announce_registration = False  # newer Asterisk: ApplicationRegistered on connect
+        self.list_applications = True  # False: GET /applications/NAME never finds it
         self.ws_auth_headers: list[str] = []
         self.ws_queries: list[dict[str, str]] = []
         app = web.Application(middlewares=[self._auth])
@@ -257,6 +259,8 @@ class FakeAri:
             return ws
         self.registered.add(app)
         self.sockets.append(ws)
+        if self.announce_registration:
+            await ws.send_str(json.dumps(event("ApplicationRegistered", application=app)))
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.ERROR:
@@ -287,7 +291,7 @@ class FakeAri:
             return web.json_response({"system": {"version": "22.fake"}})
         if tail.startswith("applications/") and request.method == "GET":
             name = tail.split("/", 1)[1]
-            if name in self.registered:
+            if name in self.registered and self.list_applications:
                 return web.json_response({"name": name, "channel_ids": []})
             return web.json_response({"message": "Application not found"}, status=404)
         if tail == "channels" and request.method == "POST":
@@ -590,6 +594,25 @@ async def test_application_replaced_stops_the_stream(fake: FakeAri, stream: Even
     await asyncio.sleep(0.15)
     assert stream.stats.connects == 1  # does not fight the other client for the name
     assert not stream.connected
+
+
+async def test_ready_on_application_registered_without_polling(fake: FakeAri, client: AriClient) -> None:
+    fake.announce_registration = True
+    fake.list_applications = False
+    async with EventStream(client, APP) as s:
+        started = time.monotonic()
+        await s.wait_ready(1)  # well before the 2 s a poll-only confirmation would give up after
+        assert time.monotonic() - started < 1
+
+
+async def test_unconfirmed_registration_still_becomes_ready(fake: FakeAri, client: AriClient) -> None:
+    # An Asterisk whose GET /applications/NAME never answers 200 (e.g. an ARI user that may not
+    # read it): the connection is up all the same, so say so after a bounded wait.
+    fake.list_applications = False
+    with structlog.testing.capture_logs() as logs:
+        async with EventStream(client, APP) as s:
+            await s.wait_ready(5)
+    assert any(entry["event"] == "ari_registration_unconfirmed" for entry in logs)
 
 
 async def test_close_is_clean_and_idempotent(fake: FakeAri, client: AriClient) -> None:

@@ -629,8 +629,9 @@ async def test_close_is_clean_and_idempotent(fake: FakeAri, client: AriClient) -
 
 LAB_URL = "http://127.0.0.1:8088"
 LAB_USER = LAB_PASSWORD = "ari-amd"
-# A callee of our own on its own SIP port, so other lab users' callees on 5070 are left alone.
-LAB_CALLEE_PORT = 5077
+# A callee of our own on its own SIP port, so other lab users' callees on 5070 (and another run
+# of this test) are left alone.
+LAB_CALLEE_PORT = 5100 + os.getpid() % 400
 LAB_ENDPOINT = f"PJSIP/sipp/sip:labtest@127.0.0.1:{LAB_CALLEE_PORT}"
 LAB_PORTS = (41000, 41099)  # our receive ports: outside Asterisk's rtp.conf range and SIPp's
 REPO = Path(__file__).resolve().parent.parent
@@ -712,7 +713,7 @@ async def test_lab_call_is_tapped_decoded_survives_a_reconnect_and_leaves_nothin
 ) -> None:
     lab_or_skip()
     app = f"ari-amd-labtest-{os.getpid()}"
-    call_id = f"lab{int(time.time() * 1000)}{fmt}"
+    call_id = f"lab{os.getpid()}x{int(time.time() * 1000)}{fmt}"
     wav = tmp_path / "bursts.wav"
     write_bursts_wav(wav)
     subprocess.run(
@@ -768,7 +769,9 @@ async def test_lab_call_is_tapped_decoded_survives_a_reconnect_and_leaves_nothin
             # Drop the events websocket the hard way; events must flow again after the reconnect.
             assert stream.force_reconnect()
             await eventually(lambda: stream.stats.reconnects == 1 and stream.connected and sweeps, timeout=15)
-            assert sweeps[0] == sorted([ids["snoop"], ids["media"]])
+            # Other lab users' calls may be up too: ours are told apart by the call id in the name.
+            ours = [cid for cid in sweeps[0] if (owner_of(cid) or ("", ""))[1] == call_id]
+            assert ours == sorted([ids["snoop"], ids["media"]])
             await ari.set_variable(call_id, "ARI_AMD_PROBE", "after-reconnect")
             varset = await next_of(callee, ChannelVarset, 10)
             assert (varset.variable, varset.value) == ("ARI_AMD_PROBE", "after-reconnect")

@@ -118,7 +118,8 @@ class LoopbackSniffer:
         self.src_port = src_port
         self.packets: list[tuple[float, int, bytes]] = []  # (time, destination port, payload)
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        # SO_RCVBUFFORCE (33; root may exceed rmem_max): every loopback packet passes through here.
+        self._sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.05)
         self._stop = threading.Event()

@@ -306,6 +306,8 @@ class FakeAri:
         if request.method == "DELETE" and tail.startswith(("channels/", "bridges/")):
             return web.Response(status=204)
         if tail.endswith("/variable") and request.method == "GET":
+            if q.get("variable") == "UNSET":
+                return web.json_response({"message": "Provided variable was not found"}, status=404)
             return web.json_response({"value": "MACHINE"})
         if tail == "bridges" and request.method == "POST":
             return web.json_response({"id": q.get("bridgeId", "b1"), "technology": "simple_bridge",
@@ -370,6 +372,7 @@ async def test_rest_calls_send_asterisk_parameter_names(fake: FakeAri, client: A
     await client.set_variable("CA1", "AMDSTATUS", "MACHINE")
     assert fake.requests[-1][2] == {"variable": "AMDSTATUS", "value": "MACHINE"}
     assert await client.get_variable("CA1", "AMDSTATUS") == "MACHINE"
+    assert await client.get_variable("CA1", "UNSET") is None
     await client.continue_in_dialplan("CA1")
     assert fake.requests[-1][:3] == ("POST", "/channels/CA1/continue", {})
     await client.subscribe(APP, "channel:CA1")
@@ -399,6 +402,8 @@ async def test_errors_carry_asterisks_message(fake: FakeAri, client: AriClient) 
 async def test_hangup_and_destroy_tolerate_what_is_already_gone(client: AriClient) -> None:
     assert await client.hangup("gone1") is False
     assert await client.get_channel("gone1") is None
+    with pytest.raises(AriError):  # a missing channel is not an unset variable
+        await client.get_variable("gone1", "AMDSTATUS")
 
 
 async def test_originate_needs_exactly_one_destination(client: AriClient) -> None:

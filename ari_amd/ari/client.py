@@ -315,9 +315,20 @@ class AriClient:
             "POST", f"/channels/{_q(channel_id)}/variable", params={"variable": variable, "value": value}
         )
 
-    async def get_variable(self, channel_id: str, variable: str) -> str:
-        """A channel variable or dialplan function, e.g. "CHANNEL(rtp,dest)"."""
-        result = await self.request("GET", f"/channels/{_q(channel_id)}/variable", params={"variable": variable})
+    async def get_variable(self, channel_id: str, variable: str) -> str | None:
+        """A channel variable or dialplan function (e.g. "CHANNEL(name)"); None when unset.
+
+        Asterisk answers 404 both for an unset variable ("Provided variable was not found") and
+        for a missing channel ("Provided channel was not found"): only the first is None.
+        """
+        try:
+            result = await self.request(
+                "GET", f"/channels/{_q(channel_id)}/variable", params={"variable": variable}
+            )
+        except AriError as e:
+            if e.not_found and "variable" in e.message.lower():
+                return None
+            raise
         value = result.get("value") if isinstance(result, dict) else None
         return "" if value is None else str(value)
 

@@ -83,7 +83,9 @@ class Dial(Event):
 
     peer: Channel
     caller: Channel | None
-    dialstatus: str  # "" while dialling; ANSWER, BUSY, NOANSWER, CHANUNAVAIL, CONGESTION, CANCEL
+    # "" when dialling starts, RINGING, then a final ANSWER, BUSY, NOANSWER, CHANUNAVAIL,
+    # CONGESTION or CANCEL (an originate into the app, seen in the lab: "", RINGING, ANSWER).
+    dialstatus: str
     dialstring: str
     forward: str
 

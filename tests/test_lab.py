@@ -10,7 +10,8 @@ so a bug there cannot hide a broken lab.
 
 Root is needed (scripts/lab mounts and chroots; the tests sniff loopback to see what Asterisk
 receives). They skip, saying why, when not root or when `scripts/lab up` fails. Each test runs
-its own callee on SIP port 5071, so a callee someone else runs on 5070 is left alone.
+its own callee on a SIP port of its own (5500-5899, by process), so a callee someone else runs on
+5070, or a concurrent run of these tests, is left alone.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / "scripts" / "lab"
 ARI = "http://127.0.0.1:8088/ari"
 USER = PASSWORD = "ari-amd"
-CALLEE_PORT = 5071
+CALLEE_PORT = 5500 + os.getpid() % 400  # tests/test_ari_client.py takes 5100-5499
 CALLEE_MEDIA_PORT = 6000 + 4 * (CALLEE_PORT % 1000)  # scripts/lab's rule: SIPp sends RTP from it
 RATE = 8000
 FRAME = 160  # 20 ms of 8 kHz mu-law

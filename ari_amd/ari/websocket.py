@@ -192,12 +192,14 @@ class EventStream:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
         if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, CLOSE_TIMEOUT_S)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
-            except Exception:  # _run handles its own errors; belt and braces
-                self._log.exception("ari_events_task_failed")
+            # asyncio.wait, not wait_for: it never raises, so a cancel of close() itself still
+            # propagates instead of being taken for the task's.
+            done, _ = await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT_S)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT_S)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                self._log.error("ari_events_task_failed", error=repr(self._task.exception()))
         self._ready.clear()
         for sub in self._subscribers:
             sub.queue.put_nowait(None)

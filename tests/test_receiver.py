@@ -356,6 +356,15 @@ async def test_pool_exhaustion_is_a_clear_error(free_range: tuple[int, int]) -> 
         squatter.close()
 
 
+async def test_a_wildcard_bind_advertises_the_address_given(free_range: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="advertise_host"):
+        PortPool(*free_range, host="0.0.0.0")
+    pool = PortPool(*free_range, host="0.0.0.0", advertise_host=HOST)
+    rx = await RtpReceiver.open(pool, "ulaw", Collector())
+    assert rx.external_host == f"{HOST}:{rx.port}"
+    await rx.aclose()
+
+
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="g729"):
         RtpReceiver("g729", Collector())

@@ -10,6 +10,7 @@ from typing import TypeVar
 DEFAULT_HOST = "127.0.0.1"  # Asterisk and ari-amd on one host; bind wider only on purpose
 DEFAULT_FIRST_PORT = 40000
 DEFAULT_LAST_PORT = 40999
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 P = TypeVar("P", bound=asyncio.DatagramProtocol)
 
@@ -27,13 +28,22 @@ class PortPool:
     """
 
     def __init__(
-        self, first: int = DEFAULT_FIRST_PORT, last: int = DEFAULT_LAST_PORT, host: str = DEFAULT_HOST
+        self,
+        first: int = DEFAULT_FIRST_PORT,
+        last: int = DEFAULT_LAST_PORT,
+        host: str = DEFAULT_HOST,
+        advertise_host: str | None = None,
     ) -> None:
+        """host: the address to bind. advertise_host: the address Asterisk should send RTP to
+        (externalMedia's external_host), when it differs, e.g. host 0.0.0.0 on a multi-homed box."""
         if not 1 <= first <= last <= 65535:
             raise ValueError(f"bad port range {first}-{last}")
+        if advertise_host is None and host in WILDCARD_HOSTS:
+            raise ValueError(f"binding {host!r} needs an advertise_host Asterisk can send to")
         self.first = first
         self.last = last
         self.host = host
+        self.advertise_host = advertise_host or host
         self._in_use: set[int] = set()
         self._cursor = first
 

@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from ari_amd.detect.g711 import decode_alaw, decode_slin16, decode_ulaw
-from ari_amd.media.ports import PortPool
+from ari_amd.media.ports import WILDCARD_HOSTS, PortPool
 from ari_amd.media.reorder import DEFAULT_WINDOW, ReorderBuffer
 from ari_amd.media.rtp import DYNAMIC_PAYLOAD_TYPES, RtpError, parse_packet
 
@@ -31,7 +31,6 @@ MAX_FRAME_MS = 120  # the longest packetisation RTP profiles use; a longer paylo
 # stray 4-byte telephone-event packet arriving first cannot claim the stream.
 MIN_DYNAMIC_PIN_MS = 5
 DEFAULT_FRAME_MS = 20  # the length of a lost packet before any packet told us otherwise
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 AudioCallback = Callable[[np.ndarray, int], None]
 
@@ -101,7 +100,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.on_audio = on_audio
         self.max_datagram = max_datagram
         self.last_packet_at: float | None = None  # time.monotonic() of the last accepted packet
-        self.host: str | None = None
+        self.host: str | None = None  # the address to give externalMedia (the pool's advertise_host)
         self.port: int | None = None
         self._stats = ReceiverStats()
         self._reorder: ReorderBuffer[bytes] = ReorderBuffer(reorder_window)
@@ -137,7 +136,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         )
         _, _, port = await pool.bind(lambda: receiver)
         receiver._pool = pool
-        receiver.host = pool.host
+        receiver.host = pool.advertise_host
         receiver.port = port
         receiver._log = log.bind(rtp_port=port)
         receiver._log.debug("rtp_receiver_open", host=pool.host, format=format)

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -37,7 +38,7 @@ from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
-from ari_amd.media import PortPool
+from ari_amd.media import FORMATS, PortPool
 
 FRAME_S = 0.020
 GUARD_TICK_S = 0.25  # how often the wall-clock guard looks at a call under detection
@@ -55,7 +56,19 @@ DIAL_STATUS = {
 # 18 no user responding, 19 no answer.
 CAUSE_STATUS = {17: CallStatus.BUSY, 21: CallStatus.BUSY, 18: CallStatus.NO_ANSWER, 19: CallStatus.NO_ANSWER}
 
+MAX_EVENT_AGE_S = 5.0  # an older (or future) timestamp means clocks differ: trust our own
+
 log = structlog.get_logger(__name__)
+
+
+def event_age_s(timestamp: str) -> float:
+    """How long ago Asterisk stamped an event ("2026-12-01T07:10:14.123+0000"); 0 if unknown."""
+    try:
+        stamped = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return 0.0
+    age = (datetime.now(timezone.utc) - stamped).total_seconds()
+    return age if 0.0 <= age <= MAX_EVENT_AGE_S else 0.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class CallContext:
     pool: PortPool
     media_format: str
     media_timeout_s: float
+    record_dir: str = ""
 
 
 class CallController:
@@ -86,6 +100,7 @@ class CallController:
         self._stream_ended = False
         self._answered_mono: float | None = None
         self._padded = False
+        self._recorded: list[np.ndarray] | None = [] if ctx.record_dir else None
         self._abort_cause: str | None = None
         self._log = call.log
 
@@ -98,7 +113,7 @@ class CallController:
                 if not answered:
                     return
             else:
-                await self._answered()
+                await self._answered(self.call.request.meta.get("stasis_timestamp", ""))
             if self.call.request.amd is not None:
                 await self._detect()
             elif self.call.request.after is not AfterDetection.HOLD:
@@ -157,7 +172,7 @@ class CallController:
                     break
                 continue
             if isinstance(ev, StasisStart):
-                await self._answered()
+                await self._answered(ev.timestamp)
                 return True
             if isinstance(ev, Dial) and ev.dialstatus:
                 if ev.dialstatus == "RINGING" and self.call.status is CallStatus.INITIATED:
@@ -180,11 +195,14 @@ class CallController:
         self.call._set_status(CallStatus.RINGING)
         self.call._emit(CallEventKind.RINGING)
 
-    async def _answered(self) -> None:
-        self._answered_mono = time.monotonic()
-        self.call.answered_at = datetime.now(timezone.utc)
+    async def _answered(self, timestamp: str) -> None:
+        # t0 of detection is when Asterisk said so, not when we got round to it: under load the
+        # StasisStart can wait in our queue, and durations must still count from the answer.
+        lag = event_age_s(timestamp)
+        self._answered_mono = time.monotonic() - lag
+        self.call.answered_at = datetime.now(timezone.utc) - timedelta(seconds=lag)
         self.call._set_status(CallStatus.IN_PROGRESS)
-        self._log.info("call_answered", channel_id=self.call.channel_id)
+        self._log.info("call_answered", channel_id=self.call.channel_id, event_age_ms=round(lag * 1000))
         self.call._emit(CallEventKind.ANSWERED)
 
     async def _detect(self) -> None:
@@ -194,14 +212,13 @@ class CallController:
         self.tap = MediaTap(
             self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format
         )
+        # Before the tap opens: its first packets can arrive before open() returns.
+        self.detector = Detector(request.amd, FORMATS[self.ctx.media_format].sample_rate)
         try:
             await self.tap.open(self._on_audio)
-            assert self.tap.receiver is not None
-            self.detector = Detector(request.amd, self.tap.receiver.sample_rate)
         except (TapError, AriError) as e:
             self._log.error("tap_failed", error=str(e))
-            self._abort_cause = self._abort_cause or f"tap_failed: {e}"
-            self.detector = Detector(request.amd)
+            self.abort(f"tap_failed: {e}")
         if request.async_amd and self._abort_cause is None:
             await self._after_detection()
         await self._watch_detection()
@@ -214,6 +231,8 @@ class CallController:
                 self._on_amd_event(ev)
         self._detecting = False
         await self.tap.close()
+        if self._recorded:
+            await asyncio.to_thread(self._write_recording, self.tap.receiver.sample_rate if self.tap.receiver else 8000)
         verdict = self.call.verdict
         if verdict is not None:
             self._log.info("verdict", answered_by=verdict.answered_by.value, duration_ms=verdict.duration_ms,
@@ -312,9 +331,16 @@ class CallController:
             assert self.tap is not None and self._answered_mono is not None
             lead = (self.tap.snooped_at or self._answered_mono) - self._answered_mono
             frames = int(round(lead / FRAME_S))
+            self._log.debug("audio_started", lead_in_ms=frames * 20,
+                            first_packet_ms=round((time.monotonic() - self._answered_mono) * 1000))
             if frames > 0:
-                for ev in det.feed(np.zeros(frames * int(rate * FRAME_S), dtype=np.int16)):
+                lead_in = np.zeros(frames * int(rate * FRAME_S), dtype=np.int16)
+                if self._recorded is not None:
+                    self._recorded.append(lead_in)
+                for ev in det.feed(lead_in):
                     self._on_amd_event(ev)
+        if self._recorded is not None:
+            self._recorded.append(samples)
         for ev in det.feed(samples):
             self._on_amd_event(ev)
 
@@ -326,6 +352,17 @@ class CallController:
                 self._detection_over.set()
         else:
             self.call._emit(CallEventKind.AMD, amd_event=ev)
+
+    def _write_recording(self, rate: int) -> None:
+        import soundfile as sf
+
+        path = Path(self.ctx.record_dir) / f"{self.call.id}.wav"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), np.concatenate(self._recorded or []), rate, subtype="PCM_16")
+            self._log.info("call_recorded", path=str(path))
+        except OSError as e:
+            self._log.warning("call_record_failed", path=str(path), error=str(e))
 
     # -- the end -----------------------------------------------------------------------------
     def _destroyed(self, ev: ChannelDestroyed) -> None:

@@ -60,7 +60,8 @@ class CallEngine:
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
-        self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s)
+        self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
+                               s.detection_record_dir)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
         self.on_inbound: list[Callable[[Call], None]] = []
         self._controllers: dict[str, CallController] = {}  # by the callee's channel id
@@ -267,7 +268,8 @@ class CallEngine:
                     await self.ari.set_variable(channel.id, name, value)
                 await self.ari.continue_in_dialplan(channel.id)
             return
-        meta: dict[str, object] = {"source": "dialplan", "account_sid": self.settings.callbacks_account_sid}
+        meta: dict[str, object] = {"source": "dialplan", "account_sid": self.settings.callbacks_account_sid,
+                                   "stasis_timestamp": ev.timestamp}
         if options.callback_url:
             meta["amd_callback"] = options.callback_url
             meta["amd_callback_method"] = options.callback_method

@@ -204,7 +204,7 @@ class Call:
                     if inspect.isawaitable(result):
                         await result
                 except Exception:
-                    self.log.exception("call_listener_failed", event=ev.kind.value)
+                    self.log.exception("call_listener_failed", call_event=ev.kind.value)
 
     async def drain(self) -> None:
         """Until every event emitted so far has been through the listeners."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -85,7 +85,9 @@ class DirectSender:
                 await session.close()
 
 
-def amd_callback_listener(sender: Sender, url: str, method: str, account_sid: str, auth_token: str | None):
+def amd_callback_listener(
+    sender: Sender, url: str, method: str, account_sid: str, auth_token: str | None
+) -> Callable[[CallEvent], Awaitable[None]]:
     """A Call listener that sends the final verdict once (the interim machine_start is not sent:
     Twilio's async callback carries the final AnsweredBy only)."""
     sent = False

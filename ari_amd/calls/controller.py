@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
@@ -61,6 +62,10 @@ CAUSE_STATUS = {17: CallStatus.BUSY, 21: CallStatus.BUSY, 18: CallStatus.NO_ANSW
 MAX_EVENT_AGE_S = 5.0  # an older (or future) timestamp means clocks differ: trust our own
 
 log = structlog.get_logger(__name__)
+
+
+def _futures(*futures: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+    return set(futures)
 
 
 def event_age_s(timestamp: str) -> float:
@@ -155,19 +160,24 @@ class CallController:
         self._gone = True
         self.abort(cause)
 
-    async def _next_event(self, timeout: float | None = None) -> Event | None:
-        """The channel's next event; None on timeout, when woken, or when the stream ended."""
+    def _pending_get(self) -> asyncio.Future[Event | None]:
+        """The one outstanding read of the channel's queue (kept across waits: nothing is lost)."""
         if self._pending is None:
             self._pending = asyncio.ensure_future(self.events.get())
+        return self._pending
+
+    async def _next_event(self, timeout: float | None = None) -> Event | None:
+        """The channel's next event; None on timeout, when woken, or when the stream ended."""
+        pending = self._pending_get()
         waker = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({self._pending, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(_futures(pending, waker), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waker.cancel()
         self._wake.clear()
-        if not self._pending.done():
+        if not pending.done():
             return None
-        ev = self._pending.result()
+        ev = pending.result()
         self._pending = None
         if ev is None:  # the event stream closed (shutdown): nothing more will come
             self._stream_ended = True
@@ -296,12 +306,11 @@ class CallController:
         started = time.monotonic()
         while not self._detection_over.is_set() and not (self._gone or self._lost):
             over = asyncio.ensure_future(self._detection_over.wait())
-            if self._pending is None:
-                self._pending = asyncio.ensure_future(self.events.get())
-            await asyncio.wait({self._pending, over}, timeout=GUARD_TICK_S, return_when=asyncio.FIRST_COMPLETED)
+            pending = self._pending_get()
+            await asyncio.wait(_futures(pending, over), timeout=GUARD_TICK_S, return_when=asyncio.FIRST_COMPLETED)
             over.cancel()
-            if self._pending.done():
-                ev = self._pending.result()
+            if pending.done():
+                ev = pending.result()
                 self._pending = None
                 if ev is None:
                     self._stream_ended = True

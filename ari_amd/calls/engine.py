@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ari_amd.ari import AriClient, AriError, EventStream, StasisStart, naming
+from ari_amd.ari import AriClient, AriError, ChannelEvents, EventStream, StasisStart, naming
 from ari_amd.calls.callbacks import DirectSender, Sender, amd_callback_listener
 from ari_amd.calls.config import Settings
 from ari_amd.calls.controller import CallContext, CallController
@@ -45,6 +45,8 @@ READY_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 5.0
 HISTORY = 1000  # ended calls kept for GET /Calls
 PLAYBACK_POLL_S = 0.1
+# Twilio's DialCallStatus for a dialled leg that never answered, by Q.850 cause.
+DIAL_CALL_STATUS = {17: "busy", 21: "busy", 18: "no-answer", 19: "no-answer"}
 
 log = structlog.get_logger(__name__)
 
@@ -198,7 +200,7 @@ class CallEngine:
                 elif ev.type == "ChannelDestroyed":
                     cause = ev.raw.get("cause")
                     if status != "completed":
-                        status = {17: "busy", 21: "busy", 18: "no-answer", 19: "no-answer"}.get(cause, "failed")
+                        status = DIAL_CALL_STATUS.get(cause if isinstance(cause, int) else 0, "failed")
                     break
                 if call.ended:
                     break
@@ -213,7 +215,7 @@ class CallEngine:
         return status
 
     # -- internals -----------------------------------------------------------------------------
-    def _start(self, call: Call, events) -> None:  # type: ignore[no-untyped-def]
+    def _start(self, call: Call, events: ChannelEvents) -> None:
         ctl = CallController(self.ctx, call, events)
         self._controllers[call.channel_id] = ctl
         self._calls[call.id] = call

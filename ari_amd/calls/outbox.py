@@ -165,19 +165,21 @@ class Outbox:
         method: str = "POST",
         form: Form | None = None,
         json: Any = None,
+        body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         key: str | None = None,
     ) -> str:
         """Persist one request and wake the worker; returns its idempotency key.
 
-        GET carries `form` in the query string. Enqueueing a key already present is a no-op,
-        so a caller that retries its own enqueue does not duplicate the callback.
+        Give one of form (GET carries it in the query string), json, or body (bytes sent as
+        they are, Content-Type in `headers`: what a signature over the body needs). Enqueueing
+        a key already present is a no-op, so a caller that retries its enqueue does not
+        duplicate the callback.
         """
         await self.open()
         method = method.upper()
         key = key or uuid.uuid4().hex
         hdrs = dict(headers or {})
-        body: bytes | None = None
         if form is not None:
             encoded = urllib.parse.urlencode(form_pairs(form))
             if method == "GET":

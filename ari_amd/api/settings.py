@@ -1,0 +1,78 @@
+"""What the HTTP surface needs to know: accounts, how a number becomes an endpoint, limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ari_amd.calls.model import DialplanTarget
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def parse_accounts(spec: str) -> dict[str, str]:
+    """`SID:TOKEN[,SID:TOKEN...]` (ARI_AMD_ACCOUNTS) -> {sid: token}."""
+    accounts: dict[str, str] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        sid, sep, token = item.partition(":")
+        if not sep or not sid.strip() or not token.strip():
+            raise SettingsError("ARI_AMD_ACCOUNTS must be SID:TOKEN[,SID:TOKEN...]")  # never echo the token
+        accounts[sid.strip()] = token.strip()
+    return accounts
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """accounts: AccountSid (Plivo auth_id) -> AuthToken; a Telnyx caller presents the token as
+    its Bearer API key. endpoint_template turns a number into a dial string ({number} is the To
+    value); sip_endpoint is the PJSIP endpoint `sip:` URIs are sent through."""
+
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    endpoint_template: str = "PJSIP/{number}@trunk"
+    sip_endpoint: str = "trunk"
+    dialplan: DialplanTarget | None = None  # where CONTINUE goes (None: the engine's default)
+    max_body_bytes: int = 64 * 1024
+    outbox_path: str = "ari-amd-outbox.db"
+    webhook_timeout_s: float = 10.0  # one TwiML fetch / one callback attempt
+    retry_horizon_s: float = 4 * 3600.0  # callbacks are retried this long after they were due
+    max_twiml_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if env is None else env
+        kw: dict[str, object] = {"accounts": parse_accounts(env.get("ARI_AMD_ACCOUNTS", ""))}
+        text = {
+            "ARI_AMD_HTTP_HOST": "host",
+            "ARI_AMD_ENDPOINT_TEMPLATE": "endpoint_template",
+            "ARI_AMD_SIP_ENDPOINT": "sip_endpoint",
+            "ARI_AMD_OUTBOX": "outbox_path",
+        }
+        for var, name in text.items():
+            if env.get(var):
+                kw[name] = env[var]
+        numbers = {
+            "ARI_AMD_HTTP_PORT": ("port", int),
+            "ARI_AMD_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "ARI_AMD_WEBHOOK_TIMEOUT_S": ("webhook_timeout_s", float),
+            "ARI_AMD_RETRY_HORIZON_S": ("retry_horizon_s", float),
+        }
+        for var, (name, conv) in numbers.items():
+            if env.get(var):
+                try:
+                    kw[name] = conv(env[var])
+                except ValueError:
+                    raise SettingsError(f"{var} must be a number (got {env[var]!r})") from None
+        if env.get("ARI_AMD_DIALPLAN_CONTEXT"):
+            kw["dialplan"] = DialplanTarget(env["ARI_AMD_DIALPLAN_CONTEXT"], env.get("ARI_AMD_DIALPLAN_EXTEN", "s"))
+        settings = cls(**kw)  # type: ignore[arg-type]
+        if "{number}" not in settings.endpoint_template:
+            raise SettingsError("ARI_AMD_ENDPOINT_TEMPLATE must contain {number}")
+        return settings

@@ -7,7 +7,10 @@ answer the call needs now (the TwiML at Url) is sent here directly, signed the s
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
+import secrets
 import json as jsonlib
 import urllib.parse
 from collections.abc import Mapping
@@ -47,6 +50,18 @@ def signed_json(token: str, url: str, payload: Any) -> tuple[str, bytes, dict[st
     return full, body, {SIGNATURE_HEADER: twilio_signature(token, full, {}), "Content-Type": "application/json"}
 
 
+def plivo_signature_v2(token: str, url: str, nonce: str) -> str:
+    """Plivo's X-Plivo-Signature-V2: base64(HMAC-SHA256(auth token, URL without its query + nonce))."""
+    p = urllib.parse.urlsplit(url)
+    base = urllib.parse.urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+    return base64.b64encode(hmac.new(token.encode(), (base + nonce).encode(), hashlib.sha256).digest()).decode()
+
+
+def plivo_headers(token: str, url: str) -> dict[str, str]:
+    nonce = secrets.token_hex(10)
+    return {"X-Plivo-Signature-V2": plivo_signature_v2(token, url, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
+
+
 class Webhooks:
     def __init__(self, outbox: Outbox, *, timeout_s: float = 10.0, max_document_bytes: int = 256 * 1024) -> None:
         self.outbox = outbox
@@ -59,10 +74,15 @@ class Webhooks:
             await self._session.close()
             self._session = None
 
-    async def send_form(self, *, url: str, method: str, params: Mapping[str, str], token: str, key: str) -> str:
-        """A signed form callback, through the outbox (durable, retried)."""
+    async def send_form(
+        self, *, url: str, method: str, params: Mapping[str, str], token: str, key: str, plivo: bool = False
+    ) -> str:
+        """A signed form callback, through the outbox (durable, retried). plivo: Plivo's V2
+        signature headers as well as Twilio's."""
         full, form, headers = signed_form(token, url, method, params)
         headers["User-Agent"] = USER_AGENT
+        if plivo:
+            headers.update(plivo_headers(token, full))
         return await self.outbox.enqueue(full, method=method, form=form, headers=headers, key=key)
 
     async def send_json(
@@ -74,7 +94,15 @@ class Webhooks:
         return await self.outbox.enqueue(full, method="POST", body=body, headers=hdrs, key=key)
 
     async def fetch_document(
-        self, *, url: str, method: str, params: Mapping[str, str], token: str, key: str, attempts: int = 2
+        self,
+        *,
+        url: str,
+        method: str,
+        params: Mapping[str, str],
+        token: str,
+        key: str,
+        attempts: int = 2,
+        plivo: bool = False,
     ) -> tuple[str, str]:
         """Request a document (TwiML / Plivo XML) the call runs next: (text, final URL).
         Retried once on a connection error or a 5xx; anything else raises."""
@@ -83,6 +111,8 @@ class Webhooks:
         full, form, headers = signed_form(token, url, method, params)
         headers[IDEMPOTENCY_HEADER] = key
         headers["User-Agent"] = USER_AGENT
+        if plivo:
+            headers.update(plivo_headers(token, full))
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:

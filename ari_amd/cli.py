@@ -1,4 +1,4 @@
-"""The `ari-amd` command: offline tools over the detector, and (later) the live service."""
+"""The `ari-amd` command: offline tools over the detector, one live call, and the service."""
 
 from __future__ import annotations
 
@@ -146,6 +146,72 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_service_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML settings (see ari_amd/calls/config.py); env ARI_AMD_* override")
+    p.add_argument("--ari-url", help="ARI base URL (http://127.0.0.1:8088)")
+    p.add_argument("--ari-user", help="ARI user (ari-amd)")
+    p.add_argument("--ari-password", help="ARI password (ari-amd); prefer ARI_AMD_ARI_PASSWORD")
+    p.add_argument("--log-level", default="info", help="debug, info, warning, error (info)")
+
+
+def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from ari_amd.calls.config import load_settings
+
+    settings = load_settings(args.config)
+    overrides = {k: v for k, v in {"ari_url": args.ari_url, "ari_user": args.ari_user,
+                                   "ari_password": args.ari_password}.items() if v}
+    return replace(settings, **overrides)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from ari_amd.calls.config import ConfigError
+    from ari_amd.calls.stasis_args import check_callback_url
+    from ari_amd.calls.oneshot import place_one
+    from ari_amd.logs import configure_logging
+
+    try:
+        params = params_from(args)
+        settings = settings_from(args)
+        if args.callback:
+            check_callback_url(args.callback, "--callback")
+        if args.callback and not args.async_amd:
+            raise ParameterError("--callback", args.callback, "used with --async")
+        configure_logging(args.log_level, json=args.log_json)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = args.app or f"{settings.ari_app}-call-{os.getpid()}"  # never take over a running serve's app
+    result = asyncio.run(place_one(settings, app, args.endpoint, params, args.async_amd, args.callback,
+                                   args.ring_timeout, args.caller_id))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['call_id']}\t{result['status']}\t{result.get('answered_by') or '-'}\t"
+              f"{result.get('duration_ms', '-')}ms\t{result.get('cause') or result.get('error') or ''}")
+    return 0 if result.get("error") is None else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ari_amd.calls.config import ConfigError
+    from ari_amd.logs import configure_logging
+    from ari_amd.service import serve
+
+    try:
+        settings = settings_from(args)
+        configure_logging(args.log_level, json=True)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ari-amd", description="Answering-machine detection for Asterisk.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--false-human-cost", type=float, default=1.0, help="price of a machine called a person (1)")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("call", help="place one call through Asterisk and print who answered")
+    add_tuning_args(p)
+    add_service_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object once the verdict is known")
+    p.add_argument("--async", dest="async_amd", action="store_true", help="AsyncAmd: the call goes on; verdict to --callback")
+    p.add_argument("--callback", metavar="URL", help="AsyncAmdStatusCallback: POST the verdict here (with --async)")
+    p.add_argument("--ring-timeout", type=int, default=30, metavar="S", help="seconds to wait for an answer (30)")
+    p.add_argument("--caller-id", help='caller id, e.g. "Dialer <1000>"')
+    p.add_argument("--app", help="ARI application name (default: ari-amd-call-<pid>, so a running serve is untouched)")
+    p.add_argument("--log-json", action="store_true", help="JSON logs on stderr")
+    p.add_argument("endpoint", metavar="ENDPOINT", help="e.g. PJSIP/sipp or PJSIP/1000@trunk")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("serve", help="run the ARI application (dialplan Stasis() door, HTTP APIs)")
+    add_service_args(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("synth", help="write a labelled folder of synthetic call audio")
     p.add_argument("--per-category", type=int, default=3)

@@ -371,3 +371,29 @@ class AriClient:
                 return False
             raise
         return True
+
+    # -- media ---------------------------------------------------------------------------------
+    async def play(self, channel_id: str, media: str | Sequence[str], *, playback_id: str | None = None) -> dict[str, Any]:
+        """POST /channels/{id}/play: e.g. media="sound:hello-world"; -> the Playback object."""
+        params: Params = {"media": _join(media), "playbackId": playback_id}
+        result = await self.request("POST", f"/channels/{_q(channel_id)}/play", params=params)
+        return result if isinstance(result, dict) else {}
+
+    async def get_playback(self, playback_id: str) -> dict[str, Any] | None:
+        """The playback while it exists (queued or playing); None once it is done."""
+        try:
+            result = await self.request("GET", f"/playbacks/{_q(playback_id)}")
+        except AriError as e:
+            if e.not_found:
+                return None
+            raise
+        return result if isinstance(result, dict) else {}
+
+    async def stop_playback(self, playback_id: str) -> bool:
+        try:
+            await self.request("DELETE", f"/playbacks/{_q(playback_id)}")
+        except AriError as e:
+            if e.not_found:
+                return False
+            raise
+        return True

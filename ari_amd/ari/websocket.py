@@ -175,6 +175,11 @@ class EventStream:
         return self._ready.is_set()
 
     @property
+    def closed(self) -> bool:
+        """close() was called: no event will come any more."""
+        return self._closed
+
+    @property
     def replaced(self) -> bool:
         """Another websocket took our application name; this stream stopped for good."""
         return self._replaced

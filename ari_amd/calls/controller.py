@@ -1,0 +1,350 @@
+"""One call's life, from originate (or the dialplan's Stasis()) to its last resource freed.
+
+    originate -> Dial RINGING -> StasisStart (answer: t0 of detection)
+      -> MediaTap (snoop + externalMedia) -> Detector.feed, verdicts as they come
+      -> sync: variables, then continue / hang up / hold   |   async: that at answer, verdict later
+      -> tap torn down -> ChannelDestroyed -> completed
+
+A CallController owns its call's channel events (one queue, Asterisk's order) and is the only
+writer of its Call. Every path out of detection (verdict, hangup, media gone, Asterisk gone,
+shutdown) goes through `_end_detection`, and every path out of `run` through the tap's close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import structlog
+
+from ari_amd.ari import (
+    Event,
+    AriClient,
+    AriError,
+    ChannelDestroyed,
+    ChannelEvents,
+    ChannelStateChange,
+    Dial,
+    EventStream,
+    StasisEnd,
+    StasisStart,
+)
+from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus
+from ari_amd.calls.tap import MediaTap, TapError
+from ari_amd.calls.variables import channel_variables
+from ari_amd.detect import AmdEvent, Detector, EventKind
+from ari_amd.media import PortPool
+
+FRAME_S = 0.020
+GUARD_TICK_S = 0.25  # how often the wall-clock guard looks at a call under detection
+WALL_MARGIN_S = 5.0
+LOST_GRACE_S = 2.0  # after an unexpected StasisEnd, how long a hangup's ChannelDestroyed may take  # past MachineDetectionTimeout on the wall clock, the audio is not coming
+
+DIAL_STATUS = {
+    "BUSY": CallStatus.BUSY,
+    "NOANSWER": CallStatus.NO_ANSWER,
+    "CANCEL": CallStatus.CANCELED,
+    "CHANUNAVAIL": CallStatus.FAILED,
+    "CONGESTION": CallStatus.FAILED,
+}
+# Q.850 causes of a channel that never answered: 17 user busy, 21 call rejected,
+# 18 no user responding, 19 no answer.
+CAUSE_STATUS = {17: CallStatus.BUSY, 21: CallStatus.BUSY, 18: CallStatus.NO_ANSWER, 19: CallStatus.NO_ANSWER}
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What every controller shares: the engine's connections and settings."""
+
+    ari: AriClient
+    events: EventStream
+    pool: PortPool
+    media_format: str
+    media_timeout_s: float
+
+
+class CallController:
+    def __init__(self, ctx: CallContext, call: Call, events: ChannelEvents) -> None:
+        self.ctx = ctx
+        self.call = call
+        self.events = events
+        self.tap: MediaTap | None = None
+        self.detector: Detector | None = None
+        self._detecting = False
+        self._detection_over = asyncio.Event()
+        self._left_stasis = False  # we sent it to the dialplan: its StasisEnd is not a hangup
+        self._lost = False  # it left Stasis without us: hung up, or taken elsewhere
+        self._gone = False  # the callee's channel no longer exists
+        self._wake = asyncio.Event()  # abort() or channel_vanished() want the run loop's attention
+        self._pending: asyncio.Future[Event | None] | None = None
+        self._stream_ended = False
+        self._answered_mono: float | None = None
+        self._padded = False
+        self._abort_cause: str | None = None
+        self._log = call.log
+
+    # -- entry points ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Follow the call until its channel is gone. Never raises (but CancelledError)."""
+        try:
+            if not self.call.inbound:
+                answered = await self._until_answered()
+                if not answered:
+                    return
+            else:
+                await self._answered()
+            if self.call.request.amd is not None:
+                await self._detect()
+            elif self.call.request.after is not AfterDetection.HOLD:
+                await self._after_detection()
+            await self._until_gone()
+        except Exception as e:  # a bug must not leave the call hanging in Stasis
+            self._log.exception("call_failed", error=repr(e))
+            self.call.error = self.call.error or f"internal error: {e!r}"
+            if not self._gone:
+                with contextlib.suppress(AriError):
+                    await self.ctx.ari.hangup(self.call.channel_id)
+        finally:
+            if self.tap is not None:
+                await self.tap.close()
+            self.events.release()
+            self._complete(self.call.status if self.call.status.final else self._final_status())
+
+    def abort(self, cause: str) -> None:
+        """End detection now with `unknown` (shutdown, Asterisk lost); the call goes on to
+        its delivery and teardown as after any verdict."""
+        self._abort_cause = self._abort_cause or cause
+        self._detection_over.set()
+        self._wake.set()
+
+    def channel_vanished(self, cause: str) -> None:
+        """The callee's channel is gone and its ChannelDestroyed was lost (ARI reconnect)."""
+        self.call.hangup_cause_txt = cause
+        self._gone = True
+        self.abort(cause)
+
+    async def _next_event(self, timeout: float | None = None) -> Event | None:
+        """The channel's next event; None on timeout, when woken, or when the stream ended."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self.events.get())
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({self._pending, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+        self._wake.clear()
+        if not self._pending.done():
+            return None
+        ev = self._pending.result()
+        self._pending = None
+        if ev is None:  # the event stream closed (shutdown): nothing more will come
+            self._stream_ended = True
+        return ev
+
+    # -- phases ------------------------------------------------------------------------------
+    async def _until_answered(self) -> bool:
+        """Until StasisStart (True) or the channel's end before answer (False)."""
+        while self._abort_cause is None:
+            ev = await self._next_event()
+            if ev is None:
+                if self._stream_ended:
+                    break
+                continue
+            if isinstance(ev, StasisStart):
+                await self._answered()
+                return True
+            if isinstance(ev, Dial) and ev.dialstatus:
+                if ev.dialstatus == "RINGING" and self.call.status is CallStatus.INITIATED:
+                    self._ringing()
+                elif ev.dialstatus in DIAL_STATUS:
+                    self.call._set_status(DIAL_STATUS[ev.dialstatus])
+            elif isinstance(ev, ChannelStateChange) and ev.state == "Ringing":
+                if self.call.status is CallStatus.INITIATED:
+                    self._ringing()
+            elif isinstance(ev, ChannelDestroyed):
+                self._destroyed(ev)
+                return False
+        if not self._gone:  # aborted while ringing (shutdown): hang up, do not wait for an answer
+            with contextlib.suppress(AriError):
+                await self.ctx.ari.hangup(self.call.channel_id)
+            self.call._set_status(CallStatus.CANCELED)
+        return False
+
+    def _ringing(self) -> None:
+        self.call._set_status(CallStatus.RINGING)
+        self.call._emit(CallEventKind.RINGING)
+
+    async def _answered(self) -> None:
+        self._answered_mono = time.monotonic()
+        self.call.answered_at = datetime.now(timezone.utc)
+        self.call._set_status(CallStatus.IN_PROGRESS)
+        self._log.info("call_answered", channel_id=self.call.channel_id)
+        self.call._emit(CallEventKind.ANSWERED)
+
+    async def _detect(self) -> None:
+        request = self.call.request
+        assert request.amd is not None
+        self._detecting = True
+        self.tap = MediaTap(
+            self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format
+        )
+        try:
+            await self.tap.open(self._on_audio)
+            assert self.tap.receiver is not None
+            self.detector = Detector(request.amd, self.tap.receiver.sample_rate)
+        except (TapError, AriError) as e:
+            self._log.error("tap_failed", error=str(e))
+            self._abort_cause = self._abort_cause or f"tap_failed: {e}"
+            self.detector = Detector(request.amd)
+        if request.async_amd and self._abort_cause is None:
+            await self._after_detection()
+        await self._watch_detection()
+        assert self.detector is not None
+        if self.tap.receiver is not None:
+            self.tap.receiver.flush()  # frames held for a missing packet belong before the end
+        if not self.detector.done:
+            cause = "hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media")
+            for ev in self.detector.finish(cause):
+                self._on_amd_event(ev)
+        self._detecting = False
+        await self.tap.close()
+        verdict = self.call.verdict
+        if verdict is not None:
+            self._log.info("verdict", answered_by=verdict.answered_by.value, duration_ms=verdict.duration_ms,
+                           cause=verdict.cause)
+        if not (self._gone or self._lost) and verdict is not None:
+            with contextlib.suppress(AriError):
+                for name, value in channel_variables(verdict).items():
+                    await self.ctx.ari.set_variable(self.call.channel_id, name, value)
+        if not request.async_amd:
+            await self._after_detection()
+
+    async def _watch_detection(self) -> None:
+        """Until the final verdict, the callee's hangup, or a wall-clock guard trips."""
+        params = self.call.request.amd
+        assert params is not None
+        started = time.monotonic()
+        while not self._detection_over.is_set() and not (self._gone or self._lost):
+            over = asyncio.ensure_future(self._detection_over.wait())
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self.events.get())
+            await asyncio.wait({self._pending, over}, timeout=GUARD_TICK_S, return_when=asyncio.FIRST_COMPLETED)
+            over.cancel()
+            if self._pending.done():
+                ev = self._pending.result()
+                self._pending = None
+                if ev is None:
+                    self._stream_ended = True
+                    self.abort("ari_events_closed")
+                self._channel_event(ev)
+            now = time.monotonic()
+            receiver = self.tap.receiver if self.tap is not None else None
+            last = (receiver.last_packet_at if receiver is not None else None) or started
+            if now - last > self.ctx.media_timeout_s:
+                self._log.warning("media_timeout", silent_s=round(now - last, 1))
+                self.abort("no_media")
+            elif now - started > params.timeout_ms / 1000 + WALL_MARGIN_S:
+                self.abort("wall_clock_timeout")
+
+    def _channel_event(self, ev: Event | None) -> None:
+        if isinstance(ev, StasisEnd) and not self._left_stasis:
+            # Hung up (ChannelDestroyed follows), or taken out of Stasis by someone else: either
+            # way detection has lost its channel.
+            self._lost = True
+        elif isinstance(ev, ChannelDestroyed):
+            self._destroyed(ev)
+
+    async def _after_detection(self) -> None:
+        request = self.call.request
+        if self._gone or self._lost:
+            return
+        try:
+            if request.after is AfterDetection.HANGUP:
+                await self.ctx.ari.hangup(self.call.channel_id)
+            elif request.after is AfterDetection.CONTINUE:
+                # After /continue, Asterisk tells the app nothing more about the channel unless
+                # it subscribed: we still want its ChannelDestroyed (and to set variables, async).
+                await self.ctx.ari.subscribe(self.ctx.events.app, f"channel:{self.call.channel_id}")
+                self._left_stasis = True
+                target = request.dialplan
+                if target is None:
+                    await self.ctx.ari.continue_in_dialplan(self.call.channel_id)
+                else:
+                    await self.ctx.ari.continue_in_dialplan(
+                        self.call.channel_id, target.context, target.extension, target.priority
+                    )
+        except AriError as e:
+            self._log.warning("after_detection_failed", after=request.after.value, error=str(e))
+
+    async def _until_gone(self) -> None:
+        """Follow the channel to its ChannelDestroyed (its status and duration need it)."""
+        while not self._gone:
+            if self._lost:
+                # Out of Stasis without us: ChannelDestroyed comes at once if it was a hangup.
+                ev = await self._next_event(LOST_GRACE_S)
+                if ev is None and not self._gone:
+                    if await self.ctx.ari.get_channel(self.call.channel_id) is None:
+                        self._gone = True
+                    else:
+                        self._log.info("call_left_stasis", channel_id=self.call.channel_id)
+                    return
+            else:
+                ev = await self._next_event()
+                if ev is None and (self._stream_ended or self._abort_cause is not None):
+                    return  # shutting down: stop following
+            self._channel_event(ev)
+
+    # -- audio -------------------------------------------------------------------------------
+    def _on_audio(self, samples: np.ndarray, rate: int) -> None:
+        det = self.detector
+        if det is None or det.done or not self._detecting:
+            return
+        if not self._padded:
+            self._padded = True
+            # The audio clock starts at answer; what the callee said before the snoop attached
+            # is lost, so that stretch goes in as silence and durations stay from answer.
+            assert self.tap is not None and self._answered_mono is not None
+            lead = (self.tap.snooped_at or self._answered_mono) - self._answered_mono
+            frames = int(round(lead / FRAME_S))
+            if frames > 0:
+                for ev in det.feed(np.zeros(frames * int(rate * FRAME_S), dtype=np.int16)):
+                    self._on_amd_event(ev)
+        for ev in det.feed(samples):
+            self._on_amd_event(ev)
+
+    def _on_amd_event(self, ev: AmdEvent) -> None:
+        if ev.kind is EventKind.VERDICT and ev.verdict is not None:
+            self.call._add_verdict(ev.verdict)
+            self.call._emit(CallEventKind.VERDICT, verdict=ev.verdict, amd_event=ev)
+            if ev.verdict.final:
+                self._detection_over.set()
+        else:
+            self.call._emit(CallEventKind.AMD, amd_event=ev)
+
+    # -- the end -----------------------------------------------------------------------------
+    def _destroyed(self, ev: ChannelDestroyed) -> None:
+        self._gone = True
+        self.call.hangup_cause = ev.cause
+        self.call.hangup_cause_txt = ev.cause_txt
+        if self.call.answered_at is None and not self.call.status.final:
+            status = CAUSE_STATUS.get(ev.cause or 0, CallStatus.FAILED)
+            if self._abort_cause is not None:
+                status = CallStatus.CANCELED
+            self.call._set_status(status)
+
+    def _final_status(self) -> CallStatus:
+        return CallStatus.COMPLETED if self.call.answered_at is not None else CallStatus.FAILED
+
+    def _complete(self, status: CallStatus) -> None:
+        if self.call.ended:
+            return
+        self.call._end(status)
+        self._log.info("call_completed", status=self.call.status.value, cause=self.call.hangup_cause,
+                       answered_by=self.call.answered_by)
+        self.call._emit(CallEventKind.COMPLETED)

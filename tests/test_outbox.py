@@ -248,3 +248,27 @@ async def test_receiver_down_then_up_across_a_kill_9_delivers_everything_once(tm
     assert all(n == 1 for n in receiver.tokens().values()), receiver.tokens()
     assert all(state == "delivered" for state, _ in states.values())
     assert min(states[f"verdict-{i}"][1] for i in range(5)) >= 2  # they were tried while the receiver was down
+
+
+async def test_the_engines_sender_goes_through_the_outbox_signed(tmp_path: Path, receiver: Receiver) -> None:
+    from twilio.request_validator import RequestValidator
+
+    from ari_amd.calls.webhooks import OutboxSender
+
+    box = fast_outbox(tmp_path / "o.db")
+    await box.start()
+    sender = OutboxSender(box)
+    fields = {"CallSid": "CA1", "AccountSid": "AC1", "AnsweredBy": "human", "MachineDetectionDuration": "800"}
+    url = receiver.url + "/amd?t=1"
+    await sender.send(url, "POST", fields, call_id="CA1", auth_token="tok")
+    await sender.send(url, "POST", fields, call_id="CA1", auth_token="tok")  # the same callback again: one delivery
+    await sender.send(receiver.url + "/get", "GET", fields, call_id="CA1")
+    await box.wait_idle(5)
+    await box.close()
+    post = [r for r in receiver.requests if r["method"] == "POST"]
+    get = [r for r in receiver.requests if r["method"] == "GET"]
+    assert len(post) == 1 and len(get) == 1
+    headers = post[0]["headers"]
+    assert isinstance(headers, dict)
+    assert RequestValidator("tok").validate(url, post[0]["form"], headers["X-Twilio-Signature"])
+    assert str(get[0]["path"]).startswith("/get?CallSid=CA1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from aiohttp import web
 
@@ -16,9 +18,11 @@ from ari_amd.calls.webhooks import Webhooks
 log = structlog.get_logger(__name__)
 
 
-def create_app(engine: Engine, settings: ApiSettings, *, outbox: Outbox | None = None) -> web.Application:
+def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | None = None) -> web.Application:
     """The app; its startup opens the outbox and starts its worker, its cleanup stops them.
-    Pass `outbox` to share one (it is started, but closed only if the app created it)."""
+    Pass `outbox` to share one (e.g. with the engine's OutboxSender): it is started here but
+    closed only if the app created it. `settings`: ApiSettings, or the service's Settings."""
+    settings = ApiSettings.coerce(settings)
     owns_outbox = outbox is None
     box = outbox or Outbox(
         settings.outbox_path, attempt_timeout_s=settings.webhook_timeout_s, horizon_s=settings.retry_horizon_s
@@ -47,8 +51,9 @@ def create_app(engine: Engine, settings: ApiSettings, *, outbox: Outbox | None =
     return app
 
 
-async def serve(engine: Engine, settings: ApiSettings) -> web.AppRunner:
+async def serve(engine: Engine, settings: ApiSettings | Any) -> web.AppRunner:
     """Start serving on settings.host:port; `await runner.cleanup()` stops it."""
+    settings = ApiSettings.coerce(settings)
     runner = web.AppRunner(create_app(engine, settings))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ari_amd.calls.model import DialplanTarget
 
@@ -33,7 +35,7 @@ class ApiSettings:
     its Bearer API key. endpoint_template turns a number into a dial string ({number} is the To
     value); sip_endpoint is the PJSIP endpoint `sip:` URIs are sent through."""
 
-    accounts: Mapping[str, str] = field(default_factory=dict)
+    accounts: Mapping[str, str] = field(default_factory=dict, repr=False)  # tokens: never in logs
     host: str = "127.0.0.1"
     port: int = 8080
     endpoint_template: str = "PJSIP/{number}@trunk"
@@ -44,6 +46,32 @@ class ApiSettings:
     webhook_timeout_s: float = 10.0  # one TwiML fetch / one callback attempt
     retry_horizon_s: float = 4 * 3600.0  # callbacks are retried this long after they were due
     max_twiml_bytes: int = 256 * 1024
+
+    @classmethod
+    def coerce(cls, settings: Any) -> ApiSettings:
+        """ApiSettings as they are, or derived from the service's ari_amd.calls.config.Settings
+        (read by attribute, so either can change without the other breaking at import)."""
+        if isinstance(settings, ApiSettings):
+            return settings
+        template = getattr(settings, "endpoints_template", cls.endpoint_template)
+        m = re.match(r"^PJSIP/\{number\}@([^/]+)$", template)
+        context = getattr(settings, "dialplan_context", "")
+        return cls(
+            accounts=dict(getattr(settings, "accounts", {}) or {}),
+            host=getattr(settings, "http_host", cls.host),
+            port=getattr(settings, "http_port", cls.port),
+            endpoint_template=template,
+            # sip: URIs go out through the template's endpoint (PJSIP/{number}@sipp -> sipp)
+            sip_endpoint=getattr(settings, "endpoints_sip", "") or (m.group(1) if m else cls.sip_endpoint),
+            dialplan=DialplanTarget(
+                context, getattr(settings, "dialplan_extension", "s"), getattr(settings, "dialplan_priority", 1)
+            )
+            if context
+            else None,
+            outbox_path=getattr(settings, "callbacks_outbox", cls.outbox_path),
+            webhook_timeout_s=getattr(settings, "callbacks_timeout_s", cls.webhook_timeout_s),
+            retry_horizon_s=getattr(settings, "callbacks_horizon_s", cls.retry_horizon_s),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:

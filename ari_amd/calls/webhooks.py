@@ -132,3 +132,23 @@ class Webhooks:
                 await asyncio.sleep(0.2 * attempt)
         assert last is not None
         raise last
+
+
+class OutboxSender:
+    """The engine's callbacks.Sender over the durable outbox, for the AMD callbacks the engine
+    sends itself (dialplan Stasis() calls): `CallEngine(settings, sender=OutboxSender(outbox))`."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def send(
+        self, url: str, method: str, fields: Mapping[str, str], *, call_id: str, auth_token: str | None = None
+    ) -> None:
+        # one AMD callback per call and URL: a stable key, so a repeated send is one delivery
+        key = f"{call_id}-amd-{hashlib.sha1(f'{method} {url}'.encode()).hexdigest()[:10]}"
+        if auth_token:
+            full, form, headers = signed_form(auth_token, url, method, fields)
+        else:
+            full, form, headers = (_with_query(url, fields), None, {}) if method.upper() == "GET" else (url, dict(fields), {})
+        headers["User-Agent"] = USER_AGENT
+        await self.outbox.enqueue(full, method=method, form=form, headers=headers, key=key)

@@ -77,7 +77,7 @@ class TwilioCall(CallDriver):
             token=self.token,
             key=f"{self.call.id}-status-{event}",
         )
-        self.log.info("status_callback_queued", event=event, status=status.value)
+        self.log.info("status_callback_queued", callback=event, status=status.value)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def on_initiated(self, at: datetime) -> None:

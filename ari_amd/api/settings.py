@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,20 +12,6 @@ from ari_amd.calls.model import DialplanTarget
 
 class SettingsError(ValueError):
     pass
-
-
-def parse_accounts(spec: str) -> dict[str, str]:
-    """`SID:TOKEN[,SID:TOKEN...]` (ARI_AMD_ACCOUNTS) -> {sid: token}."""
-    accounts: dict[str, str] = {}
-    for item in spec.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        sid, sep, token = item.partition(":")
-        if not sep or not sid.strip() or not token.strip():
-            raise SettingsError("ARI_AMD_ACCOUNTS must be SID:TOKEN[,SID:TOKEN...]")  # never echo the token
-        accounts[sid.strip()] = token.strip()
-    return accounts
 
 
 @dataclass(frozen=True)
@@ -74,33 +59,11 @@ class ApiSettings:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        env = os.environ if env is None else env
-        kw: dict[str, object] = {"accounts": parse_accounts(env.get("ARI_AMD_ACCOUNTS", ""))}
-        text = {
-            "ARI_AMD_HTTP_HOST": "host",
-            "ARI_AMD_ENDPOINT_TEMPLATE": "endpoint_template",
-            "ARI_AMD_SIP_ENDPOINT": "sip_endpoint",
-            "ARI_AMD_OUTBOX": "outbox_path",
-        }
-        for var, name in text.items():
-            if env.get(var):
-                kw[name] = env[var]
-        numbers = {
-            "ARI_AMD_HTTP_PORT": ("port", int),
-            "ARI_AMD_MAX_BODY_BYTES": ("max_body_bytes", int),
-            "ARI_AMD_WEBHOOK_TIMEOUT_S": ("webhook_timeout_s", float),
-            "ARI_AMD_RETRY_HORIZON_S": ("retry_horizon_s", float),
-        }
-        for var, (name, conv) in numbers.items():
-            if env.get(var):
-                try:
-                    kw[name] = conv(env[var])
-                except ValueError:
-                    raise SettingsError(f"{var} must be a number (got {env[var]!r})") from None
-        if env.get("ARI_AMD_DIALPLAN_CONTEXT"):
-            kw["dialplan"] = DialplanTarget(env["ARI_AMD_DIALPLAN_CONTEXT"], env.get("ARI_AMD_DIALPLAN_EXTEN", "s"))
-        settings = cls(**kw)  # type: ignore[arg-type]
-        if "{number}" not in settings.endpoint_template:
-            raise SettingsError("ARI_AMD_ENDPOINT_TEMPLATE must contain {number}")
-        return settings
+    def from_env(cls, env: Mapping[str, str] | None = None, path: str | None = None) -> ApiSettings:
+        """From the service's settings (TOML file, then ARI_AMD_* variables): one set of names."""
+        from ari_amd.calls.config import ConfigError, load_settings
+
+        try:
+            return cls.coerce(load_settings(path, env))
+        except ConfigError as e:
+            raise SettingsError(str(e)) from None

@@ -423,3 +423,44 @@ async def test_a_no_answer_call_reports_completed_status_and_zero_duration(api: 
     assert hit.form["CallStatus"] == "no-answer" and hit.form["CallDuration"] == "0"
     status, res = await get(api, f"/2010-04-01/Accounts/{SID}/Calls/{body['sid']}.json")
     assert res["status"] == "no-answer" and res["duration"] == "0" and res["answered_by"] is None
+
+
+async def test_a_callee_who_hangs_up_during_sync_detection_gets_no_url(api: Api) -> None:
+    from ari_amd.detect import AnsweredBy, Rule, Verdict
+
+    gone = Verdict(AnsweredBy.UNKNOWN, 1500, "hangup at 1500ms before a verdict", Rule.AUDIO_END)
+    api.engine.script = Script(verdicts=[gone], hold_s=0.2)
+    r = api.receiver
+    r.documents["/answer"] = "<Response><Play>x</Play></Response>"
+    _, body = await post(api, CALLS, {**BASE, "Url": r.base + "/answer", "MachineDetection": "Enable"})
+    call = api.engine.get(body["sid"])
+    assert call is not None
+    await call.wait_ended(5)
+    await asyncio.sleep(0.1)
+    assert r.at("/answer") == []
+
+
+async def test_async_call_ended_before_a_verdict_still_reports_unknown(api: Api) -> None:
+    api.engine.script = Script(verdicts=[], hold_s=0.1)
+    r = api.receiver
+    await post(
+        api,
+        CALLS,
+        {**BASE, "MachineDetection": "Enable", "AsyncAmd": "true", "AsyncAmdStatusCallback": r.base + "/amd", "Url": ""},
+    )
+    [amd] = await r.wait_for("/amd")
+    assert amd.form["AnsweredBy"] == "unknown"
+    assert_signed(amd)
+
+
+async def test_a_fetch_error_names_the_url_without_its_secrets(api: Api) -> None:
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        _, body = await post(api, CALLS, {**BASE, "Url": "http://user:pw1@127.0.0.1:9/x?token=tk1"})
+        call = api.engine.get(body["sid"])
+        assert call is not None
+        await call.wait_ended(5)
+    failed = [e for e in logs if e["event"] == "twiml_fetch_failed"]
+    assert failed and "127.0.0.1:9/x" in failed[0]["error"]
+    assert "pw1" not in repr(logs) and "tk1" not in repr(logs)

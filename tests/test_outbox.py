@@ -272,3 +272,15 @@ async def test_the_engines_sender_goes_through_the_outbox_signed(tmp_path: Path,
     assert isinstance(headers, dict)
     assert RequestValidator("tok").validate(url, post[0]["form"], headers["X-Twilio-Signature"])
     assert str(get[0]["path"]).startswith("/get?CallSid=CA1")
+
+
+async def test_finished_rows_are_purged_after_the_retention_but_pending_ones_stay(tmp_path: Path) -> None:
+    now = [1000.0]
+    box = Outbox(tmp_path / "o.db", retention_s=60, clock=lambda: now[0])
+    await box.enqueue("http://127.0.0.1:9/a", form={"a": "1"}, key="done")
+    await box.enqueue("http://127.0.0.1:9/b", form={"a": "1"}, key="waiting")
+    await box._db(lambda c: c.execute("UPDATE outbox SET state='delivered' WHERE key='done'"))
+    now[0] += 61
+    assert await box.purge() == 1
+    assert set(await box.states()) == {"waiting"}
+    await box.close()

@@ -12,11 +12,16 @@ from ari_amd.api.context import ApiContext
 from ari_amd.api.driver import CallDriver
 from ari_amd.api.twiml import TwimlRunner
 from ari_amd.calls.model import Call, CallStatus
-from ari_amd.detect import Verdict
+from ari_amd.detect import AnsweredBy, Rule, Verdict
 
 API_VERSION = "2010-04-01"
 DIRECTION = "outbound-api"
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+
+def hung_up(v: Verdict) -> bool:
+    """The verdict the detector gives when the callee hung up before one."""
+    return v.rule is Rule.AUDIO_END and v.cause.startswith("hangup")
 
 
 def rfc2822(at: datetime | None) -> str | None:
@@ -34,6 +39,7 @@ class TwilioCall(CallDriver):
         self._sequence = 0
         self._documents = 0
         self._script: asyncio.Task[None] | None = None
+        self._amd_sent = False
 
     # -- what Twilio sends ---------------------------------------------------------------------
     def base_params(self) -> dict[str, str]:
@@ -96,7 +102,6 @@ class TwilioCall(CallDriver):
         if not verdict.final:
             return  # machine_start before DetectMessageEnd's end: Twilio reports only the last
         req = self.call.request
-        self.log.info("verdict", answered_by=verdict.answered_by.value, duration_ms=verdict.duration_ms)
         if req.async_amd:
             url = req.meta.get("async_amd_status_callback")
             if url:
@@ -112,10 +117,15 @@ class TwilioCall(CallDriver):
                     token=self.token,
                     key=f"{self.call.id}-amd",
                 )
-        elif not self.call.ended:
-            self.start_script()
+            self._amd_sent = True
+        elif not self.call.ended and not hung_up(verdict):
+            self.start_script()  # a callee who hung up during detection gets no Url, as in Twilio
 
     async def on_completed(self, status: CallStatus, at: datetime) -> None:
+        req = self.call.request
+        if req.async_amd and req.amd is not None and self.call.answered_at is not None and not self._amd_sent:
+            # ended during detection without a verdict reaching us: Twilio still reports unknown
+            await self.on_verdict(Verdict(AnsweredBy.UNKNOWN, 0, "ended before a verdict", Rule.AUDIO_END), at)
         duration = str(self.call.duration_s or 0)
         await self._status("completed", status, at, {"CallDuration": duration, "Duration": str(-(-int(duration) // 60))})
 
@@ -164,8 +174,8 @@ def call_resource(call: Call) -> dict[str, Any]:
         "account_sid": account,
         "to": m.get("to", ""),
         "to_formatted": m.get("to", ""),
-        "from": m.get("from", ""),
-        "from_formatted": m.get("from", ""),
+        "from": m.get("from", call.from_number),
+        "from_formatted": m.get("from", call.from_number),
         "phone_number_sid": None,
         "status": call.status.value,
         "start_time": rfc2822(started),
@@ -173,7 +183,7 @@ def call_resource(call: Call) -> dict[str, Any]:
         "duration": None if duration is None else str(duration),
         "price": None,
         "price_unit": "USD",
-        "direction": DIRECTION,
+        "direction": "inbound" if call.inbound else DIRECTION,
         "answered_by": call.answered_by,
         "api_version": API_VERSION,
         "forwarded_from": None,

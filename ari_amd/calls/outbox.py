@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"  # Twilio's name; receivers of every dialect get it
 RETRY_STATUSES = frozenset({408, 429})  # and every 5xx; any other 4xx is final
+PURGE_EVERY_S = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -92,6 +93,7 @@ class Outbox:
 
     attempt_timeout_s bounds one attempt; retries back off exponentially (base_delay_s doubling,
     capped at max_delay_s) with full jitter, until horizon_s after the enqueue, then give up.
+    Finished rows older than retention_s are deleted (at open, then hourly).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Outbox:
         base_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         concurrency: int = 32,
+        retention_s: float = 7 * 86400.0,
         idempotency_header: str = IDEMPOTENCY_HEADER,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -112,6 +115,8 @@ class Outbox:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.concurrency = concurrency
+        self.retention_s = retention_s  # delivered / given-up rows are kept this long, for inspection
+        self._purged_at = 0.0
         self.idempotency_header = idempotency_header
         self._clock = clock
         self._db_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
@@ -149,6 +154,7 @@ class Outbox:
                 )[1]
             )
             self._opened = True
+            await self.purge()
             if self._pending:
                 log.info("outbox_resumed", pending=self._pending)
         return self
@@ -243,6 +249,14 @@ class Outbox:
             await self._db(shut)
         self._db_thread.shutdown(wait=False)
 
+    async def purge(self) -> int:
+        """Delete delivered and given-up rows older than retention_s; how many went."""
+        cutoff = self._clock() - self.retention_s
+        self._purged_at = self._clock()
+        return await self._db(
+            lambda c: c.execute("DELETE FROM outbox WHERE state!='pending' AND created<?", (cutoff,)).rowcount
+        )
+
     async def states(self) -> dict[str, tuple[str, int]]:
         """key -> (state, attempts), for tests and inspection."""
         rows = await self._db(lambda c: c.execute("SELECT key, state, attempts FROM outbox").fetchall())
@@ -252,6 +266,8 @@ class Outbox:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            if self._clock() - self._purged_at > PURGE_EVERY_S:
+                await self.purge()
             free = self.concurrency - len(self._inflight)
             if free > 0:
                 for d in await self._db(lambda c: self._due(c, free)):

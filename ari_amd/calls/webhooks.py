@@ -50,6 +50,12 @@ def signed_json(token: str, url: str, payload: Any) -> tuple[str, bytes, dict[st
     return full, body, {SIGNATURE_HEADER: twilio_signature(token, full, {}), "Content-Type": "application/json"}
 
 
+def _short(e: BaseException | None) -> str:
+    if isinstance(e, aiohttp.ServerConnectionError):
+        return str(e)  # ours: "HTTP 503"
+    return ""
+
+
 def plivo_signature_v2(token: str, url: str, nonce: str) -> str:
     """Plivo's X-Plivo-Signature-V2: base64(HMAC-SHA256(auth token, URL without its query + nonce))."""
     p = urllib.parse.urlsplit(url)
@@ -60,6 +66,10 @@ def plivo_signature_v2(token: str, url: str, nonce: str) -> str:
 def plivo_headers(token: str, url: str) -> dict[str, str]:
     nonce = secrets.token_hex(10)
     return {"X-Plivo-Signature-V2": plivo_signature_v2(token, url, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
+
+
+class DocumentError(Exception):
+    """A document could not be had; the message names the URL without userinfo or query."""
 
 
 class Webhooks:
@@ -119,19 +129,20 @@ class Webhooks:
                 async with self._session.request(method, full, data=form, headers=headers) as resp:
                     raw = await resp.content.read(self.max_document_bytes + 1)
                     if len(raw) > self.max_document_bytes:
-                        raise ValueError(f"document larger than {self.max_document_bytes} bytes")
+                        raise DocumentError(f"{redact_url(full)}: larger than {self.max_document_bytes} bytes")
                     if resp.status >= 500:
-                        raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status, message="server error")
+                        raise aiohttp.ServerConnectionError(f"HTTP {resp.status}")
                     if resp.status >= 400:
-                        raise ValueError(f"HTTP {resp.status}")
+                        raise DocumentError(f"{redact_url(full)}: HTTP {resp.status}")
                     log.info("document_fetched", url=redact_url(full), status=resp.status, attempt=attempt)
                     return raw.decode(resp.charset or "utf-8", "replace"), str(resp.url)
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = e
                 log.warning("document_fetch_retry", url=redact_url(full), error=type(e).__name__, attempt=attempt)
-                await asyncio.sleep(0.2 * attempt)
-        assert last is not None
-        raise last
+                if attempt < attempts:
+                    await asyncio.sleep(0.2 * attempt)
+        # aiohttp's messages can carry the full URL (credentials in its query): name the type only
+        raise DocumentError(f"{redact_url(full)}: {type(last).__name__} {_short(last)}")
 
 
 class OutboxSender:

@@ -183,7 +183,7 @@ async def test_no_credentials_reach_the_logs(tmp_path: Path) -> None:
     text = repr(logs)
     assert "callback_retry" in text and "callback_abandoned" in text
     assert "s3cret" not in text and "t0ken" not in text
-    assert redact_url(f"https://u:p@h.example:8443/a/b?x=1") == "https://h.example:8443/a/b"
+    assert redact_url("https://u:p@h.example:8443/a/b?x=1") == "https://h.example:8443/a/b"
 
 
 CHILD = textwrap.dedent(

@@ -209,7 +209,7 @@ def document() -> S:
         },
     }
     form = "application/x-www-form-urlencoded"
-    twilio_sec = [{"basicAuth": []}]
+    twilio_sec: list[dict[str, list[str]]] = [{"basicAuth": []}]
     acct = {"name": "AccountSid", "in": "path", "required": True, "schema": {"type": "string"}}
     sid = {"name": "Sid", "in": "path", "required": True, "schema": {"type": "string"}}
     auth_id = {"name": "auth_id", "in": "path", "required": True, "schema": {"type": "string"}}

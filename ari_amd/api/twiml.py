@@ -16,7 +16,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import structlog
 
 from ari_amd.calls.model import Call, Engine
 
@@ -185,7 +184,8 @@ class TwimlRunner:
                 pass
             return None
         if v.name == "Play":
-            return await self._play(v)
+            await self._play(v)
+            return None
         if v.name == "Redirect":
             if not v.text:
                 self.log.warning("twiml_redirect_without_url")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json as jsonlib
 import random
 import sqlite3
@@ -270,7 +271,7 @@ class Outbox:
                 await self.purge()
             free = self.concurrency - len(self._inflight)
             if free > 0:
-                for d in await self._db(lambda c: self._due(c, free)):
+                for d in await self._db(functools.partial(self._due, limit=free)):
                     self._inflight.add(d.key)
                     task = asyncio.create_task(self._attempt(d))
                     self._tasks.add(task)

@@ -77,6 +77,8 @@ class FakeEngine:
             raise PlaceError("Allocation failed", status=400)
         if "down" in request.endpoint:
             raise PlaceError("Asterisk unreachable")
+        if "boom" in request.endpoint:
+            raise RuntimeError("a bug in the engine")
         self.placed.append(request)
         call = Call(request)
         self.calls[call.id] = call

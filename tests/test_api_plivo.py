@@ -184,3 +184,8 @@ async def test_bad_values_get_400_naming_them(api: Api, fields: dict[str, Any], 
 async def test_wrong_credentials_get_401_in_plivos_shape(api: Api) -> None:
     status, err = await make(api, {"from": "+1", "to": "+1", "answer_url": "https://e.test/"}, token="nope")
     assert status == 401 and set(err) == {"api_id", "error"}
+
+
+async def test_an_oversized_body_is_413_in_plivos_shape(api: Api) -> None:
+    status, err = await make(api, {"from": "+1", "to": "+1", "answer_url": "https://e.test/", "pad": "x" * 20_000})
+    assert status == 413 and set(err) == {"api_id", "error"} and "too large" in err["error"]

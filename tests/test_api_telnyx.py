@@ -178,3 +178,8 @@ async def test_a_wrong_api_key_gets_401_and_an_unknown_call_404(api: Api) -> Non
     assert status == 404 and "errors" in err
     status, err = await send(api, "POST", "/v2/calls", "[1, 2]")
     assert status == 400
+
+
+async def test_an_oversized_body_is_413_in_telnyxs_shape(api: Api) -> None:
+    status, err = await send(api, "POST", "/v2/calls", {**DIAL, "client_state": "x" * 20_000})
+    assert status == 413 and err["errors"][0]["title"] == "Request too large"

@@ -380,9 +380,11 @@ async def test_each_bad_value_gets_400_naming_it(api: Api, fields: dict[str, str
     assert api.engine.placed == []
 
 
-async def test_asterisk_unreachable_is_503(api: Api) -> None:
+async def test_asterisk_unreachable_is_503_and_a_bug_500_in_twilios_shape(api: Api) -> None:
     status, body = await post(api, CALLS, {**BASE, "To": "PJSIP/down"})
     assert status == 503 and set(body) == ERROR_KEYS
+    status, body = await post(api, CALLS, {**BASE, "To": "PJSIP/boom"})
+    assert status == 500 and set(body) == ERROR_KEYS and "a bug" not in body["message"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
 from aiohttp import web
+
+log = structlog.get_logger(__name__)
 
 # Twilio's error catalogue where one fits.
 AUTH_FAILED = 20003
@@ -22,6 +25,7 @@ MISSING_FROM = 21213
 NOT_IN_PROGRESS = 21220
 TOO_LARGE = 21203  # ours: the body is larger than we accept
 UNAVAILABLE = 20503
+INTERNAL = 20500
 
 
 class ApiError(Exception):
@@ -65,6 +69,7 @@ _TITLES = {
     404: "Resource not found",
     405: "Method not allowed",
     413: "Request too large",
+    500: "Internal error",
     422: "Invalid parameter",
     503: "Service unavailable",
 }
@@ -103,3 +108,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
         if exc.status < 400:
             raise
         return render(from_http(exc), request.path)
+    except Exception:
+        # a bug of ours: logged with its traceback, answered in the dialect's shape all the same
+        log.exception("api_handler_failed", path=request.path, method=request.method)
+        return render(ApiError(500, "internal error", code=INTERNAL), request.path)

@@ -266,27 +266,36 @@ class Outbox:
     # -- the worker -------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            self._wake.clear()
-            if self._clock() - self._purged_at > PURGE_EVERY_S:
-                await self.purge()
-            free = self.concurrency - len(self._inflight)
-            if free > 0:
-                for d in await self._db(functools.partial(self._due, limit=free)):
-                    self._inflight.add(d.key)
-                    task = asyncio.create_task(self._attempt(d))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            timeout: float | None = None  # full, or nothing pending: an attempt's end or enqueue wakes us
-            if len(self._inflight) < self.concurrency:
-                nxt = await self._db(self._next_at)
-                if nxt is not None:
-                    timeout = max(0.0, nxt - self._clock())
-                    if timeout == 0.0:
-                        continue
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database error: keep the worker alive, try again shortly
+                log.exception("outbox_worker_error")
+                await asyncio.sleep(1.0)
+
+    async def _step(self) -> None:
+        self._wake.clear()
+        if self._clock() - self._purged_at > PURGE_EVERY_S:
+            await self.purge()
+        free = self.concurrency - len(self._inflight)
+        if free > 0:
+            for d in await self._db(functools.partial(self._due, limit=free)):
+                self._inflight.add(d.key)
+                task = asyncio.create_task(self._attempt(d))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        timeout: float | None = None  # full, or nothing pending: an attempt's end or enqueue wakes us
+        if len(self._inflight) < self.concurrency:
+            nxt = await self._db(self._next_at)
+            if nxt is not None:
+                timeout = max(0.0, nxt - self._clock())
+                if timeout == 0.0:
+                    return
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
 
     def _due(self, c: sqlite3.Connection, limit: int) -> list[Delivery]:
         skip = tuple(self._inflight)
@@ -324,31 +333,39 @@ class Outbox:
             self._inflight.discard(d.key)
             raise
         try:
-            if error is None:
-                await self._finish(d, attempt, "delivered", None)
-                log.info("callback_sent", url=target, status=status, attempts=attempt)
-            elif not retry:
-                await self._finish(d, attempt, "failed", error)
-                log.warning("callback_refused", url=target, status=status, attempts=attempt)
-            else:
-                delay = random.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
-                if retry_after is not None:
-                    delay = max(delay, min(retry_after, self.max_delay_s))
-                at = self._clock() + delay
-                if at > d.created + self.horizon_s:
-                    await self._finish(d, attempt, "failed", error)
-                    log.error("callback_abandoned", url=target, error=error, attempts=attempt)
-                else:
-                    await self._db(
-                        lambda c: c.execute(
-                            "UPDATE outbox SET attempts=?, next_at=?, last_error=? WHERE key=?",
-                            (attempt, at, error, d.key),
-                        )
-                    )
-                    log.info("callback_retry", url=target, error=error, attempts=attempt, delay_s=round(delay, 3))
+            await self._record(d, attempt, status, error, retry, retry_after, target)
+        except Exception:  # the row stays pending: sent again later (at least once)
+            log.exception("outbox_update_failed", url=target)
         finally:
             self._inflight.discard(d.key)
             self._wake.set()
+
+    async def _record(
+        self, d: Delivery, attempt: int, status: int, error: str | None, retry: bool, retry_after: float | None, target: str
+    ) -> None:
+        """Delivered, refused for good, or due again after a backoff (given up past the horizon)."""
+        if error is None:
+            await self._finish(d, attempt, "delivered", None)
+            log.info("callback_sent", key=d.key, url=target, status=status, attempts=attempt)
+        elif not retry:
+            await self._finish(d, attempt, "failed", error)
+            log.warning("callback_refused", key=d.key, url=target, status=status, attempts=attempt)
+        else:
+            delay = random.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.max_delay_s))
+            at = self._clock() + delay
+            if at > d.created + self.horizon_s:
+                await self._finish(d, attempt, "failed", error)
+                log.error("callback_abandoned", key=d.key, url=target, error=error, attempts=attempt)
+            else:
+                await self._db(
+                    lambda c: c.execute(
+                        "UPDATE outbox SET attempts=?, next_at=?, last_error=? WHERE key=?",
+                        (attempt, at, error, d.key),
+                    )
+                )
+                log.info("callback_retry", key=d.key, url=target, error=error, attempts=attempt, delay_s=round(delay, 3))
 
     async def _finish(self, d: Delivery, attempt: int, state: str, error: str | None) -> None:
         await self._db(

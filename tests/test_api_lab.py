@@ -37,6 +37,12 @@ TOKEN = "f" * 32
 RTP_FIRST = 42000 + (os.getpid() % 300) * 20  # our own RTP ports: other engines may run beside us
 
 
+URL_FIELDS = {
+    "CallSid", "AccountSid", "From", "To", "Caller", "Called", "CallStatus", "Direction", "ApiVersion",
+    "AnsweredBy", "MachineDetectionDuration",
+}  # fmt: skip
+
+
 @dataclass
 class Live:
     engine: CallEngine
@@ -122,6 +128,7 @@ async def test_lab_twilio_sync_enable_human_runs_the_url_twiml(live: Live, monke
     [answer] = await r.wait_for("/answer", timeout=30)
     assert signed(answer)
     f = answer.form
+    assert set(f) == URL_FIELDS
     assert f["CallSid"] == created.sid and f["AccountSid"] == SID and f["CallStatus"] == "in-progress"
     assert f["AnsweredBy"] == "human" and int(f["MachineDetectionDuration"]) > 0
     statuses = await until(lambda: [h for h in r.at("/status") if h.form["CallStatus"] == "completed"] and r.at("/status"))
@@ -215,4 +222,68 @@ async def test_lab_telnyx_detect_human(live: Live) -> None:
     ]
     assert events[2]["payload"]["result"] == "human"
     assert all(RequestValidator(TOKEN).validate(h.url, h.body.decode(), h.headers["X-Twilio-Signature"]) for h in hits)
+    await wait_callee_exit()
+
+
+async def test_lab_twilio_sync_detect_message_end_machine(live: Live) -> None:
+    r = live.receiver
+    r.documents["/vm"] = "<Response><Play>beep</Play></Response>"
+    body = {"To": live.to("machine"), "From": "+15550199", "Url": r.base + "/vm", "MachineDetection": "DetectMessageEnd"}
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s:
+        async with s.post(f"{live.base}/2010-04-01/Accounts/{SID}/Calls.json", data=body) as resp:
+            assert resp.status == 201
+            sid = (await resp.json())["sid"]
+    [vm] = await r.wait_for("/vm", timeout=30)
+    assert set(vm.form) == URL_FIELDS and signed(vm)
+    assert vm.form["AnsweredBy"].startswith("machine_end_") and vm.form["CallSid"] == sid
+    call = live.engine.get(sid)
+    assert call is not None
+    await call.wait_ended(15)  # the document's end hangs up
+    await wait_callee_exit()
+
+
+async def test_lab_plivo_sync_human(live: Live) -> None:
+    r = live.receiver
+    r.documents["/answer"] = "<Response><Hangup/></Response>"
+    body = {"from": "+15550199", "to": live.to("human"), "answer_url": r.base + "/answer", "machine_detection": "true"}
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s:
+        async with s.post(f"{live.base}/v1/Account/{SID}/Call/", json=body) as resp:
+            assert resp.status == 201
+    [answer] = await r.wait_for("/answer", timeout=30)
+    assert set(answer.form) == {
+        "From", "To", "CallUUID", "RequestUUID", "ALegUUID", "ALegRequestUUID", "Direction", "CallStatus",
+        "Event", "Machine",
+    }  # fmt: skip
+    assert answer.form["Machine"] == "false" and answer.form["Event"] == "StartApp" and signed(answer)
+    await wait_callee_exit()
+
+
+async def test_lab_telnyx_detect_beep_machine(live: Live) -> None:
+    r = live.receiver
+    body = {
+        "to": live.to("machine"),
+        "from": "+15550199",
+        "webhook_url": r.base + "/tx",
+        "answering_machine_detection": "detect_beep",
+    }
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s:
+        async with s.post(f"{live.base}/v2/calls", json=body) as resp:
+            assert resp.status == 200
+            call_id = (await resp.json())["data"]["call_control_id"]
+        hits = await r.wait_for("/tx", 4, timeout=30)
+        async with s.post(f"{live.base}/v2/calls/{call_id}/actions/hangup", json={}) as resp:
+            assert resp.status == 200
+    hits = await r.wait_for("/tx", 5, timeout=15)
+    events = [json.loads(h.body)["data"] for h in hits]
+    assert [e["event_type"] for e in events] == [
+        "call.initiated",
+        "call.answered",
+        "call.machine.detection.ended",
+        "call.machine.greeting.ended",
+        "call.hangup",
+    ]
+    assert events[2]["payload"]["result"] == "machine"
+    assert events[3]["payload"]["result"] in ("beep_detected", "ended")
     await wait_callee_exit()

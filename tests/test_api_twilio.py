@@ -409,6 +409,9 @@ async def test_unknown_call_404_oversized_413_wrong_method_405(api: Api) -> None
     async with aiohttp.ClientSession() as s:
         async with s.delete(api.base + CALLS, headers=basic((SID, TOKEN))) as r:
             assert r.status == 405 and set(await r.json()) == ERROR_KEYS
+            assert set(r.headers["Allow"].split(",")) == {"GET", "POST"}
+    status, body = await get(api, CALLS + "?Page=-1")
+    assert status == 400 and "Page must be at least 0" in body["message"]
 
 
 async def test_another_accounts_call_is_not_found(api: Api) -> None:

@@ -107,7 +107,10 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return render(from_http(exc), request.path)
+        response = render(from_http(exc), request.path)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         # a bug of ours: logged with its traceback, answered in the dialect's shape all the same
         log.exception("api_handler_failed", path=request.path, method=request.method)

@@ -37,7 +37,8 @@ def integer(name: str, value: str | int | None, lo: int | None = None, hi: int |
     except ValueError:
         raise bad_param(name, f"{name} must be an integer (got {value!r})") from None
     if (lo is not None and n < lo) or (hi is not None and n > hi):
-        raise bad_param(name, f"{name} must be {lo}-{hi}{' ' + unit if unit else ''} (got {n})")
+        span = f"{lo}-{hi}" if lo is not None and hi is not None else f"at least {lo}" if lo is not None else f"at most {hi}"
+        raise bad_param(name, f"{name} must be {span}{' ' + unit if unit else ''} (got {n})")
     return n
 
 

@@ -397,3 +397,30 @@ class AriClient:
                 return False
             raise
         return True
+
+    # -- two-step originate: a channel in the app first, dialled after -------------------------
+    async def create_channel(
+        self,
+        endpoint: str,
+        app: str,
+        app_args: str | Sequence[str] | None = None,
+        *,
+        channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        formats: str | Sequence[str] | None = None,
+    ) -> Channel:
+        """POST /channels/create: the channel enters `app` at once (StasisStart, state Down),
+        before it is dialled: snoop it, then `dial` it, and no audio after answer is missed."""
+        params: Params = {
+            "endpoint": endpoint,
+            "app": app,
+            "appArgs": _join(app_args),
+            "channelId": channel_id,
+            "formats": _join(formats),
+        }
+        body = {"variables": dict(variables)} if variables else None
+        return Channel.from_json(await self.request("POST", "/channels/create", params=params, body=body))
+
+    async def dial(self, channel_id: str, *, caller: str | None = None, timeout: int | None = None) -> None:
+        """POST /channels/{id}/dial: dial a channel made by create_channel (timeout: seconds)."""
+        await self.request("POST", f"/channels/{_q(channel_id)}/dial", params={"caller": caller, "timeout": timeout})

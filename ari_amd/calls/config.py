@@ -7,7 +7,7 @@
     [http]       host, port
     [callbacks]  account_sid, timeout_s, horizon_s, outbox
     [accounts]   AC... = "auth token"              (the HTTP API's credentials)
-    [detection]  media_timeout_s
+    [detection]  media_timeout_s, record_dir
 
 Each key has an environment variable ARI_AMD_<SECTION>_<KEY> (ARI_AMD_ARI_PASSWORD...), and
 ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts. A bad value is a ConfigError naming
@@ -54,6 +54,9 @@ class Settings:
     # Detection ends as `unknown` when the tap has heard nothing for this long (the audio clock
     # stands still when media stops, so only the wall clock can tell).
     detection_media_timeout_s: float = 3.0
+    # When set, each call's tapped audio (as the detector heard it) is kept as <call id>.wav
+    # there, for `ari-amd explain` on a call that went wrong.
+    detection_record_dir: str = ""
     accounts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

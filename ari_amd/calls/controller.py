@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -37,9 +39,10 @@ from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
-from ari_amd.media import PortPool
+from ari_amd.media import FORMATS, PortPool
 
 FRAME_S = 0.020
+HELD_FRAMES = 500  # 10 s of audio held while the call rings (the tap starts before answer)
 GUARD_TICK_S = 0.25  # how often the wall-clock guard looks at a call under detection
 WALL_MARGIN_S = 5.0
 LOST_GRACE_S = 2.0  # after an unexpected StasisEnd, how long a hangup's ChannelDestroyed may take  # past MachineDetectionTimeout on the wall clock, the audio is not coming
@@ -55,7 +58,19 @@ DIAL_STATUS = {
 # 18 no user responding, 19 no answer.
 CAUSE_STATUS = {17: CallStatus.BUSY, 21: CallStatus.BUSY, 18: CallStatus.NO_ANSWER, 19: CallStatus.NO_ANSWER}
 
+MAX_EVENT_AGE_S = 5.0  # an older (or future) timestamp means clocks differ: trust our own
+
 log = structlog.get_logger(__name__)
+
+
+def event_age_s(timestamp: str) -> float:
+    """How long ago Asterisk stamped an event ("2026-12-01T07:10:14.123+0000"); 0 if unknown."""
+    try:
+        stamped = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return 0.0
+    age = (datetime.now(timezone.utc) - stamped).total_seconds()
+    return age if 0.0 <= age <= MAX_EVENT_AGE_S else 0.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class CallContext:
     pool: PortPool
     media_format: str
     media_timeout_s: float
+    record_dir: str = ""
 
 
 class CallController:
@@ -84,8 +100,10 @@ class CallController:
         self._wake = asyncio.Event()  # abort() or channel_vanished() want the run loop's attention
         self._pending: asyncio.Future[Event | None] | None = None
         self._stream_ended = False
+        self._tap_error: str | None = None
         self._answered_mono: float | None = None
-        self._padded = False
+        self._held: deque[tuple[float, np.ndarray]] = deque(maxlen=HELD_FRAMES)
+        self._recorded: list[np.ndarray] | None = [] if ctx.record_dir else None
         self._abort_cause: str | None = None
         self._log = call.log
 
@@ -93,13 +111,21 @@ class CallController:
     async def run(self) -> None:
         """Follow the call until its channel is gone. Never raises (but CancelledError)."""
         try:
+            amd = self.call.request.amd is not None
             if not self.call.inbound:
-                answered = await self._until_answered()
-                if not answered:
+                # Created in the app, tapped, then dialled: the tap hears the callee from the
+                # first frame after answer (a snoop made at answer would miss the first ~100 ms).
+                if not await self._until_in_app():
+                    return
+                if amd:
+                    await self._open_tap()
+                if not await self._dial() or not await self._until_answered():
                     return
             else:
-                await self._answered()
-            if self.call.request.amd is not None:
+                await self._answered(self.call.request.meta.get("stasis_timestamp", ""))
+                if amd:
+                    await self._open_tap()
+            if amd:
                 await self._detect()
             elif self.call.request.after is not AfterDetection.HOLD:
                 await self._after_detection()
@@ -148,22 +174,50 @@ class CallController:
         return ev
 
     # -- phases ------------------------------------------------------------------------------
+    async def _until_in_app(self) -> bool:
+        """Until the created channel's StasisStart (True), or its end (False)."""
+        while self._abort_cause is None:
+            ev = await self._next_event()
+            if isinstance(ev, StasisStart):
+                return True
+            if isinstance(ev, ChannelDestroyed):
+                self._destroyed(ev)
+                return False
+            if ev is None and self._stream_ended:
+                break
+        return False
+
+    async def _dial(self) -> bool:
+        try:
+            await self.ctx.ari.dial(self.call.channel_id, timeout=self.call.request.ring_timeout_s)
+        except AriError as e:
+            self.call.error = f"dial {self.call.request.endpoint}: {e.message or e}"
+            self._log.warning("dial_failed", error=self.call.error)
+            self.call._set_status(CallStatus.FAILED)
+            with contextlib.suppress(AriError):
+                await self.ctx.ari.hangup(self.call.channel_id)
+            return False
+        return True
+
     async def _until_answered(self) -> bool:
-        """Until StasisStart (True) or the channel's end before answer (False)."""
+        """Until the dialled channel is Up (True) or its end before answer (False)."""
         while self._abort_cause is None:
             ev = await self._next_event()
             if ev is None:
                 if self._stream_ended:
                     break
                 continue
-            if isinstance(ev, StasisStart):
-                await self._answered()
+            if isinstance(ev, ChannelStateChange) and ev.state == "Up":
+                await self._answered(ev.timestamp)
                 return True
             if isinstance(ev, Dial) and ev.dialstatus:
                 if ev.dialstatus == "RINGING" and self.call.status is CallStatus.INITIATED:
                     self._ringing()
                 elif ev.dialstatus in DIAL_STATUS:
+                    # Not answered: the channel stays in the app until we hang it up.
                     self.call._set_status(DIAL_STATUS[ev.dialstatus])
+                    with contextlib.suppress(AriError):
+                        await self.ctx.ari.hangup(self.call.channel_id)
             elif isinstance(ev, ChannelStateChange) and ev.state == "Ringing":
                 if self.call.status is CallStatus.INITIATED:
                     self._ringing()
@@ -180,28 +234,36 @@ class CallController:
         self.call._set_status(CallStatus.RINGING)
         self.call._emit(CallEventKind.RINGING)
 
-    async def _answered(self) -> None:
-        self._answered_mono = time.monotonic()
-        self.call.answered_at = datetime.now(timezone.utc)
+    async def _answered(self, timestamp: str) -> None:
+        # t0 of detection is when Asterisk said so, not when we got round to it: under load the
+        # StasisStart can wait in our queue, and durations must still count from the answer.
+        lag = event_age_s(timestamp)
+        self._answered_mono = time.monotonic() - lag
+        self.call.answered_at = datetime.now(timezone.utc) - timedelta(seconds=lag)
         self.call._set_status(CallStatus.IN_PROGRESS)
-        self._log.info("call_answered", channel_id=self.call.channel_id)
+        self._log.info("call_answered", channel_id=self.call.channel_id, event_age_ms=round(lag * 1000))
         self.call._emit(CallEventKind.ANSWERED)
 
-    async def _detect(self) -> None:
-        request = self.call.request
-        assert request.amd is not None
-        self._detecting = True
+    async def _open_tap(self) -> None:
+        assert self.call.request.amd is not None
         self.tap = MediaTap(
             self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format
         )
+        # Before the tap opens: its first packets can arrive before open() returns.
+        self.detector = Detector(self.call.request.amd, FORMATS[self.ctx.media_format].sample_rate)
         try:
             await self.tap.open(self._on_audio)
-            assert self.tap.receiver is not None
-            self.detector = Detector(request.amd, self.tap.receiver.sample_rate)
         except (TapError, AriError) as e:
             self._log.error("tap_failed", error=str(e))
-            self._abort_cause = self._abort_cause or f"tap_failed: {e}"
-            self.detector = Detector(request.amd)
+            self._tap_error = f"tap_failed: {e}"
+
+    async def _detect(self) -> None:
+        request = self.call.request
+        assert request.amd is not None and self.tap is not None and self.detector is not None
+        if self._tap_error is not None:
+            self.abort(self._tap_error)  # an answered call without ears: `unknown`, and on
+        self._detecting = True
+        self._feed_held()
         if request.async_amd and self._abort_cause is None:
             await self._after_detection()
         await self._watch_detection()
@@ -214,6 +276,8 @@ class CallController:
                 self._on_amd_event(ev)
         self._detecting = False
         await self.tap.close()
+        if self._recorded:
+            await asyncio.to_thread(self._write_recording, self.tap.receiver.sample_rate if self.tap.receiver else 8000)
         verdict = self.call.verdict
         if verdict is not None:
             self._log.info("verdict", answered_by=verdict.answered_by.value, duration_ms=verdict.duration_ms,
@@ -303,18 +367,41 @@ class CallController:
     # -- audio -------------------------------------------------------------------------------
     def _on_audio(self, samples: np.ndarray, rate: int) -> None:
         det = self.detector
-        if det is None or det.done or not self._detecting:
+        if det is None or det.done:
             return
-        if not self._padded:
-            self._padded = True
-            # The audio clock starts at answer; what the callee said before the snoop attached
-            # is lost, so that stretch goes in as silence and durations stay from answer.
-            assert self.tap is not None and self._answered_mono is not None
-            lead = (self.tap.snooped_at or self._answered_mono) - self._answered_mono
-            frames = int(round(lead / FRAME_S))
+        if not self._detecting:
+            # Tapped before answer (or before detection starts): hold what arrives, with its
+            # arrival time, so that answer can tell the callee's first frame from ringing.
+            self._held.append((time.monotonic(), samples))
+            return
+        self._feed(samples, rate)
+
+    def _feed_held(self) -> None:
+        """Detection starts: what the tap heard since answer goes in first."""
+        assert self._answered_mono is not None
+        rate = FORMATS[self.ctx.media_format].sample_rate
+        # Frames that arrived before Asterisk stamped the answer were ringing (or early media).
+        held = [x for t, x in self._held if t >= self._answered_mono]
+        self._held.clear()
+        tapped = self.tap.snooped_at if self.tap is not None else None
+        if tapped is not None and tapped > self._answered_mono:
+            # Tapped after answer (a channel handed over by the dialplan): what the callee said
+            # before the snoop attached is lost; it goes in as silence, so durations stay
+            # counted from answer.
+            frames = int(round((tapped - self._answered_mono) / FRAME_S))
             if frames > 0:
-                for ev in det.feed(np.zeros(frames * int(rate * FRAME_S), dtype=np.int16)):
-                    self._on_amd_event(ev)
+                self._feed(np.zeros(frames * int(rate * FRAME_S), dtype=np.int16), rate)
+            self._log.debug("audio_lead_in", lead_in_ms=frames * 20)
+        for x in held:
+            self._feed(x, rate)
+
+    def _feed(self, samples: np.ndarray, rate: int) -> None:
+        det = self.detector
+        assert det is not None
+        if det.done:
+            return
+        if self._recorded is not None:
+            self._recorded.append(samples)
         for ev in det.feed(samples):
             self._on_amd_event(ev)
 
@@ -326,6 +413,17 @@ class CallController:
                 self._detection_over.set()
         else:
             self.call._emit(CallEventKind.AMD, amd_event=ev)
+
+    def _write_recording(self, rate: int) -> None:
+        import soundfile as sf
+
+        path = Path(self.ctx.record_dir) / f"{self.call.id}.wav"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), np.concatenate(self._recorded or []), rate, subtype="PCM_16")
+            self._log.info("call_recorded", path=str(path))
+        except OSError as e:
+            self._log.warning("call_record_failed", path=str(path), error=str(e))
 
     # -- the end -----------------------------------------------------------------------------
     def _destroyed(self, ev: ChannelDestroyed) -> None:

@@ -60,10 +60,12 @@ class CallEngine:
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
-        self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s)
+        self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
+                               s.detection_record_dir)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
         self.on_inbound: list[Callable[[Call], None]] = []
         self._controllers: dict[str, CallController] = {}  # by the callee's channel id
+        self._placing: set[str] = set()  # channel ids being created, not yet under a controller
         self._calls: OrderedDict[str, Call] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = None
@@ -117,21 +119,22 @@ class CallEngine:
         if call.id in self._calls or call.channel_id in self._controllers:
             raise PlaceError(f"call id {call.id} is in use")
         events = self.events.claim(call.channel_id)
+        self._placing.add(call.channel_id)  # its StasisStart can beat create's response
+        variables = dict(request.variables)
+        if request.caller_id:
+            variables["CALLERID(all)"] = request.caller_id
         try:
-            await self.ari.originate(
-                request.endpoint,
-                app=self.app,
-                app_args=CALL_ARG,
-                channel_id=call.channel_id,
-                caller_id=request.caller_id,
-                timeout=request.ring_timeout_s,
-                variables=request.variables or None,
+            # Created in the app first, dialled by the controller once its tap is in place.
+            await self.ari.create_channel(
+                request.endpoint, self.app, CALL_ARG, channel_id=call.channel_id, variables=variables or None
             )
         except AriError as e:
+            self._placing.discard(call.channel_id)
             events.release()
             call.error = f"originate {request.endpoint}: {e.message or e}"
             self._log.warning("originate_failed", call_id=call.id, endpoint=request.endpoint, error=call.error)
             raise PlaceError(call.error, status=e.status) from e
+        self._placing.discard(call.channel_id)
         call._set_status(CallStatus.INITIATED)
         call.log.info("call_initiated", endpoint=request.endpoint, amd=request.amd is not None,
                       async_amd=request.async_amd)
@@ -240,7 +243,7 @@ class CallEngine:
         if not isinstance(ev, StasisStart) or self._closing:
             return
         channel = ev.channel
-        if channel.id in self._controllers or naming.owner_of(channel.id) is not None:
+        if channel.id in self._controllers or channel.id in self._placing or naming.owner_of(channel.id):
             return  # ours: an originated call (its controller has the event) or a tap channel
         if ev.args[:1] == (TAP_ARG,):
             return  # a dialled leg of ours
@@ -267,7 +270,8 @@ class CallEngine:
                     await self.ari.set_variable(channel.id, name, value)
                 await self.ari.continue_in_dialplan(channel.id)
             return
-        meta: dict[str, object] = {"source": "dialplan", "account_sid": self.settings.callbacks_account_sid}
+        meta: dict[str, object] = {"source": "dialplan", "account_sid": self.settings.callbacks_account_sid,
+                                   "stasis_timestamp": ev.timestamp}
         if options.callback_url:
             meta["amd_callback"] = options.callback_url
             meta["amd_callback_method"] = options.callback_method

@@ -62,7 +62,11 @@ class VoiceActivity:
     def _update(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> bool:
         if level_db <= DEAD_DB:
             self.in_speech = False
-            self._since_voiced += 1
+            if self.floor_db is not None:
+                # Before the line was first heard, digital silence is no time at all: a live
+                # tap pads what it missed before the snoop attached with zeros, and the
+                # verdict must not depend on how many.
+                self._since_voiced += 1
             self._rise = 0
             return False
         floor = self._track_floor(level_db, periodicity, tone, peakiness)

@@ -1,0 +1,93 @@
+"""Shared pieces of the end-to-end tests that run ari-amd against the real lab (scripts/lab).
+
+Each test process runs its own SIPp callee on SIP port 4900-4999 (by pid; its media port is
+then 9600-9996 by scripts/lab's rule, clear of the other lab tests' callees and of Asterisk's
+RTP range) and its own ARI application name, so concurrent runs and a live `ari-amd serve` on
+the same Asterisk are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ari_amd.audio import load
+from ari_amd.calls.config import Settings
+from ari_amd.detect import AmdParams, Verdict, classify
+from ari_amd.synth import make_clip
+from ari_amd.synth.corpus import write_wav
+
+REPO = Path(__file__).resolve().parent.parent
+LAB = REPO / "scripts" / "lab"
+CALLEE_PORT = 4900 + os.getpid() % 100
+RTP_PORTS = (42000 + 100 * (os.getpid() % 20), 42099 + 100 * (os.getpid() % 20))
+
+
+def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LAB), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def require_lab() -> None:
+    """Skip (saying why) unless the lab's Asterisk answers; CI's .ci/run brings it up."""
+    if not LAB.exists():
+        pytest.skip("scripts/lab is not in this checkout")
+    try:
+        r = lab("status", timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"scripts/lab status failed to run: {e}")
+    if r.returncode != 0:
+        why = "; ".join(line.strip() for line in (r.stdout + r.stderr).strip().splitlines())
+        pytest.skip(f"the lab is not up ({why}); start it with scripts/lab up")
+
+
+def settings(**overrides: object) -> Settings:
+    """Lab settings with this process's RTP ports; ARI_AMD_TEST_RECORD_DIR keeps each call's audio."""
+    base = Settings(rtp_port_first=RTP_PORTS[0], rtp_port_last=RTP_PORTS[1],
+                    detection_record_dir=os.environ.get("ARI_AMD_TEST_RECORD_DIR", ""))
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def app_name() -> str:
+    return f"ari-amd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def callee(*args: str) -> None:
+    r = lab("callee", *args, "--port", str(CALLEE_PORT), "--quiet")
+    assert r.returncode == 0, f"scripts/lab callee {' '.join(args)} failed: {r.stdout}{r.stderr}"
+
+
+def stop_callee() -> None:
+    lab("callee", "--stop", "--port", str(CALLEE_PORT), "--quiet")
+
+
+def endpoint(name: str) -> str:
+    """Endpoint `sipp` with the Request-URI sip:<name>@our callee: it plays <name>.wav."""
+    return f"PJSIP/sipp/sip:{name}@127.0.0.1:{CALLEE_PORT}"
+
+
+def write_clips(folder: Path, specs: list[tuple[str, int]]) -> dict[str, Path]:
+    """(category, seed) -> folder/<category>-<seed>.wav (8 kHz mu-law), by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for category, seed in specs:
+        name = f"{category.replace('_', '-')}-{seed}"
+        path = folder / f"{name}.wav"
+        write_wav(path, make_clip(category, seed).samples)
+        out[name] = path
+    return out
+
+
+def offline(path: Path, params: AmdParams) -> Verdict:
+    """`ari-amd classify` on the same WAV the callee streams."""
+    return classify(load(path), params)[-1]
+
+
+def write_tone_wav(path: Path, seconds: float, hz: float = 440.0) -> None:
+    t = np.arange(int(seconds * 8000)) / 8000
+    write_wav(path, (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16))

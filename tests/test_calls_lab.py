@@ -1,0 +1,358 @@
+"""ari-amd on live calls: real Asterisk 22, real SIPp callees streaming generated greetings.
+
+Every door is exercised as its users would: the engine's place() (what the HTTP dialects and
+`ari-amd call` use), the dialplan's Stasis() (the AMD() drop-in, read back through a UserEvent
+the dialplan sends after Stasis returns), the async callback to a real local HTTP server, and
+the failure paths (busy, no answer, hangup mid-detection, media gone, websocket cut). After
+each test nothing of ours is left in Asterisk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ari_amd.ari import ChannelUserevent, naming
+from ari_amd.calls.engine import CallEngine
+from ari_amd.calls.model import AfterDetection, CallEventKind, CallRequest, CallStatus, PlaceError
+from ari_amd.detect import AmdParams, AnsweredBy, Mode
+from tests import labkit
+
+pytestmark = pytest.mark.lab
+
+ENABLE = AmdParams()
+DME = AmdParams(mode=Mode.DETECT_MESSAGE_END)
+DURATION_TOLERANCE_MS = 100  # live vs offline, on the audio clock
+PACING_S = 0.25
+# Twenty clips of every kind the detector must tell apart (category, seed).
+MIXED = [(c, s) for c in ("human_residential", "machine_personal", "machine_carrier") for s in (1, 2, 3, 4)] + [
+    (c, s) for c in ("human_business", "machine_no_beep", "machine_short", "fax") for s in (1, 2)
+]
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[CallEngine]:
+    labkit.require_lab()
+    eng = CallEngine(labkit.settings(), app=labkit.app_name())
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+        labkit.stop_callee()
+        await assert_nothing_left(eng)
+
+
+async def assert_nothing_left(eng: CallEngine) -> None:
+    """No channel or bridge that this engine created is still in Asterisk."""
+    headers = {"Authorization": "Basic " + base64.b64encode(b"ari-amd:ari-amd").decode()}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        mine = {c.id for c in eng.recent()}
+        deadline = time.monotonic() + 5
+        while True:
+            async with s.get("http://127.0.0.1:8088/ari/channels") as r:
+                channels = [c["id"] for c in await r.json()]
+            async with s.get("http://127.0.0.1:8088/ari/bridges") as r:
+                bridges = [b["id"] for b in await r.json()]
+            left = [x for x in channels + bridges
+                    if x in mine or (naming.owner_of(x) or ("", ""))[1] in mine]
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"left behind in Asterisk: {left}"
+            await asyncio.sleep(0.2)
+
+
+class CallbackServer:
+    """A real HTTP server on loopback that records what ari-amd posts to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            form = dict(await request.post()) if request.method == "POST" else dict(request.query)
+            self.received.append({"method": request.method, "form": form, "headers": dict(request.headers)})
+            self.arrived.set()
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_route("*", "/amd", handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/amd"
+
+    async def wait(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), max(0.01, deadline - time.monotonic()))
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def callback_server() -> AsyncIterator[CallbackServer]:
+    server = CallbackServer()
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def test_live_verdicts_match_offline_classify_on_twenty_clips(engine: CallEngine, tmp_path: Path) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", MIXED)
+    labkit.callee("--dir", str(tmp_path / "clips"), "--count", str(len(clips)), "--max-time", "40")
+    calls = {}
+    for name in clips:  # paced like a dialer: one SIPp serves them all, and its start lags with load
+        calls[name] = await engine.place(CallRequest(labkit.endpoint(name), ENABLE))
+        await asyncio.sleep(PACING_S)
+    mismatches = []
+    for name, call in calls.items():
+        live = await call.wait_verdict(60)
+        want = labkit.offline(clips[name], ENABLE)
+        assert live is not None, f"{name}: no verdict ({call.status.value}, {call.error})"
+        if live.answered_by != want.answered_by or abs(live.duration_ms - want.duration_ms) > DURATION_TOLERANCE_MS:
+            mismatches.append(f"{name}: live {live.answered_by.value} {live.duration_ms} ms ({live.cause}), "
+                              f"offline {want.answered_by.value} {want.duration_ms} ms ({want.cause})")
+    for call in calls.values():
+        await call.wait_ended(10)
+        assert call.status is CallStatus.COMPLETED
+    assert not mismatches, "\n".join(mismatches)
+
+
+async def test_detect_message_end_reports_the_beep_after_it_ends(engine: CallEngine, tmp_path: Path) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", [("machine_personal", 7)])
+    (name, path), = clips.items()
+    labkit.callee(str(path), "--max-time", "40")
+    call = await engine.place(CallRequest(labkit.endpoint(name), DME))
+    kinds: list[str] = []
+    call.listen(lambda ev: kinds.append(ev.verdict.answered_by.value) if ev.verdict else None)
+    final = await call.wait_verdict(60)
+    want = labkit.offline(path, DME)
+    assert final is not None and final.answered_by is AnsweredBy.MACHINE_END_BEEP, final
+    assert abs(final.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+    beep = [s for s in final.segments if s.kind == "beep"]
+    assert beep and final.duration_ms >= beep[-1].end_ms, final.segments
+    await call.drain()
+    assert kinds == ["machine_start", "machine_end_beep"]  # the interim verdict came first
+
+
+async def run_dialplan(engine: CallEngine, name: str, args: str, wait_s: int = 0) -> dict[str, Any]:
+    """Originate into [ari-amd-test]: once answered the callee's channel runs
+    Stasis(<engine.app>,sync,<args>), reports the variables in a UserEvent, waits wait_s, hangs up."""
+    reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def on_user_event(ev: object) -> None:
+        if isinstance(ev, ChannelUserevent) and ev.eventname == "AMDResult":
+            reports.put_nowait(dict(ev.userevent))
+
+    unsubscribe = engine.events.subscribe(on_user_event, types={"ChannelUserevent"})
+    try:
+        variables = {"ARI_AMD_ARGS": args} if args else {}
+        if wait_s:
+            variables["ARI_AMD_WAIT"] = str(wait_s)
+        channel = await engine.ari.originate(labkit.endpoint(name), context="ari-amd-test", extension=engine.app,
+                                             priority=1, variables=variables or None)
+        # Whatever ari-amd does with the channel, the test hears its UserEvent.
+        await engine.ari.subscribe(engine.app, f"channel:{channel.id}")
+        return await asyncio.wait_for(reports.get(), 60)
+    finally:
+        unsubscribe()
+
+
+async def test_dialplan_stasis_is_a_drop_in_for_amd(engine: CallEngine, tmp_path: Path) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", [("machine_carrier", 3), ("human_residential", 5)])
+    labkit.callee("--dir", str(tmp_path / "clips"), "--count", "2", "--max-time", "40")
+    for (name, path), args, params in zip(clips.items(), ["mode=DetectMessageEnd", ""], [DME, ENABLE]):
+        report = await run_dialplan(engine, name, args)
+        want = labkit.offline(path, params)
+        assert report["STASISSTATUS"] == "SUCCESS"
+        assert report["ANSWEREDBY"] == want.answered_by.value, report
+        assert report["AMDSTATUS"] == ("HUMAN" if want.answered_by is AnsweredBy.HUMAN else "MACHINE")
+        assert report["AMDCAUSE"].split("-")[0] in ("HUMAN", "BEEP", "LONGGREETING"), report
+        assert abs(int(report["AMDDURATION"]) - want.duration_ms) <= DURATION_TOLERANCE_MS, report
+
+
+async def test_dialplan_with_a_bad_option_gets_notsure_naming_it(engine: CallEngine, tmp_path: Path) -> None:
+    labkit.write_tone_wav(tmp_path / "tone.wav", 3)
+    labkit.callee(str(tmp_path / "tone.wav"), "--max-time", "20")
+    report = await run_dialplan(engine, "tone", "speech_threshold=99999")
+    assert report["AMDSTATUS"] == "NOTSURE"
+    assert report["AMDCAUSE"] == "BADARGS-MachineDetectionSpeechThreshold", report
+
+
+async def test_async_amd_posts_the_verdict_to_the_callback(
+    engine: CallEngine, callback_server: CallbackServer, tmp_path: Path
+) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", [("human_residential", 9), ("machine_personal", 9)])
+    labkit.callee("--dir", str(tmp_path / "clips"), "--count", "2", "--max-time", "40")
+    names = list(clips)
+    # 1. Placed through the engine, the channel held in Stasis meanwhile.
+    call = await engine.place(CallRequest(labkit.endpoint(names[0]), ENABLE, async_amd=True,
+                                          after=AfterDetection.HOLD,
+                                          meta={"amd_callback": callback_server.url, "account_sid": "AC" + "1" * 32}))
+    await callback_server.wait(1)
+    want = labkit.offline(clips[names[0]], ENABLE)
+    got = callback_server.received[0]
+    assert got["method"] == "POST"
+    assert got["form"] == {"CallSid": call.id, "AccountSid": "AC" + "1" * 32, "AnsweredBy": want.answered_by.value,
+                           "MachineDetectionDuration": got["form"]["MachineDetectionDuration"]}
+    assert abs(int(got["form"]["MachineDetectionDuration"]) - want.duration_ms) <= DURATION_TOLERANCE_MS
+    await engine.hangup(call)
+    # 2. From the dialplan: Stasis(app,async,callback=URL) returns at once, the verdict follows.
+    started = time.monotonic()
+    report = await run_dialplan(engine, names[1], f"async,callback={callback_server.url}", wait_s=15)
+    assert time.monotonic() - started < 3, "async Stasis() held the channel"
+    assert report["STASISSTATUS"] == "SUCCESS" and report["AMDSTATUS"] == ""
+    await callback_server.wait(2)
+    assert callback_server.received[1]["form"]["AnsweredBy"] == labkit.offline(clips[names[1]], ENABLE).answered_by.value
+
+
+async def test_busy_and_unanswered_calls_end_with_their_status_and_no_verdict(engine: CallEngine) -> None:
+    labkit.callee("--reject", "486")
+    busy = await engine.place(CallRequest(labkit.endpoint("busy"), ENABLE))
+    await busy.wait_ended(15)
+    assert busy.status is CallStatus.BUSY and busy.verdict is None
+    labkit.stop_callee()
+    labkit.callee("--no-answer")
+    ringing = await engine.place(CallRequest(labkit.endpoint("nobody"), ENABLE, ring_timeout_s=2))
+    statuses = []
+    ringing.listen(lambda ev: statuses.append(ev.status.value))
+    await ringing.wait_ended(15)
+    await ringing.drain()
+    assert ringing.status is CallStatus.NO_ANSWER and ringing.verdict is None
+    assert statuses == ["ringing", "no-answer"]
+
+
+async def test_an_unknown_endpoint_is_refused_when_placed(engine: CallEngine) -> None:
+    with pytest.raises(PlaceError) as err:
+        await engine.place(CallRequest("NOSUCHTECH/nowhere", ENABLE))
+    assert "NOSUCHTECH/nowhere" in str(err.value) and err.value.status >= 400
+    assert not engine.recent(), "a call that was never placed is not listed"
+
+
+async def test_callee_hangup_mid_detection_is_unknown_with_cause_hangup(engine: CallEngine, tmp_path: Path) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", [("machine_personal", 11)])
+    (name, _), = clips.items()
+    labkit.callee("--dir", str(tmp_path / "clips"), "--max-time", "1")  # SIPp hangs up after 1 s
+    call = await engine.place(CallRequest(labkit.endpoint(name), DME))
+    verdict = await call.wait_verdict(30)
+    assert verdict is not None and verdict.answered_by is AnsweredBy.UNKNOWN, verdict
+    assert "hangup" in verdict.cause and verdict.duration_ms < 2000
+    await call.wait_ended(10)
+    assert call.status is CallStatus.COMPLETED
+
+
+async def test_media_that_stops_ends_detection_by_the_wall_clock(tmp_path: Path) -> None:
+    labkit.require_lab()
+    eng = CallEngine(labkit.settings(detection_media_timeout_s=1.0), app=labkit.app_name())
+    await eng.start()
+    try:
+        clips = labkit.write_clips(tmp_path / "clips", [("machine_personal", 12)])
+        (name, _), = clips.items()
+        labkit.callee("--dir", str(tmp_path / "clips"), "--max-time", "40")
+        call = await eng.place(CallRequest(labkit.endpoint(name), DME))
+        started = asyncio.Event()
+        call.listen(lambda ev: started.set() if ev.kind is CallEventKind.AMD else None)
+        await asyncio.wait_for(started.wait(), 15)
+        await eng.ari.hangup(naming.media_id(call.id))  # the tap's RTP stops
+        verdict = await call.wait_verdict(15)
+        assert verdict is not None and verdict.answered_by is AnsweredBy.UNKNOWN, verdict
+        assert "no_media" in verdict.cause
+        await call.wait_ended(10)
+    finally:
+        await eng.close()
+        labkit.stop_callee()
+        await assert_nothing_left(eng)
+
+
+async def test_a_websocket_cut_mid_call_loses_no_verdict(engine: CallEngine, tmp_path: Path) -> None:
+    clips = labkit.write_clips(tmp_path / "clips", [("machine_carrier", 13)])
+    (name, path), = clips.items()
+    labkit.callee(str(path), "--max-time", "40")
+    call = await engine.place(CallRequest(labkit.endpoint(name), DME))
+    answered = asyncio.Event()
+    call.listen(lambda ev: answered.set() if ev.kind is CallEventKind.ANSWERED else None)
+    await asyncio.wait_for(answered.wait(), 15)
+    await asyncio.sleep(1)
+    assert engine.events.force_reconnect()
+    verdict = await call.wait_verdict(60)
+    want = labkit.offline(path, DME)
+    assert verdict is not None and verdict.answered_by == want.answered_by, verdict
+    assert abs(verdict.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+    await call.wait_ended(10)
+    assert engine.events.stats.reconnects >= 1
+
+
+def test_ari_amd_call_prints_one_json_verdict(tmp_path: Path) -> None:
+    labkit.require_lab()
+    clips = labkit.write_clips(tmp_path / "clips", [("machine_carrier", 3)])
+    (name, path), = clips.items()
+    want = labkit.offline(path, DME)
+    assert want.answered_by is AnsweredBy.MACHINE_END_BEEP, "the clip must end in a beep offline"
+    labkit.callee(str(path), "--max-time", "40")
+    env = dict(os.environ, ARI_AMD_RTP_PORT_FIRST=str(labkit.RTP_PORTS[0]), ARI_AMD_RTP_PORT_LAST=str(labkit.RTP_PORTS[1]))
+    try:
+        r = subprocess.run([sys.executable, "-m", "ari_amd.cli", "call", "--json", "--mode", "DetectMessageEnd",
+                            labkit.endpoint(name)], capture_output=True, text=True, timeout=90, env=env)
+    finally:
+        labkit.stop_callee()
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    assert record["answered_by"] == want.answered_by.value
+    assert abs(record["duration_ms"] - want.duration_ms) <= DURATION_TOLERANCE_MS
+    assert record["call_id"].startswith("CA") and record["status"] == "completed"
+    # Bad input: named, exit 2, nothing placed.
+    r = subprocess.run([sys.executable, "-m", "ari_amd.cli", "call", "--speech-threshold", "10", "PJSIP/x"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "MachineDetectionSpeechThreshold" in r.stderr
+
+
+def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    labkit.require_lab()
+    port = 18000 + os.getpid() % 1000
+    env = dict(os.environ, ARI_AMD_ARI_APP=labkit.app_name(), ARI_AMD_HTTP_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "ari_amd.cli", "serve"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                    status = resp.status
+                    body = json.loads(resp.read())
+                    if body["ari_connected"]:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert status == 200 and body["ari_connected"], "serve never reported ARI connected"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "serving" in events and "stopped" in events, err

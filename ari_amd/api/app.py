@@ -18,15 +18,25 @@ from ari_amd.calls.webhooks import Webhooks
 log = structlog.get_logger(__name__)
 
 
+def outbox_for(settings: ApiSettings | Any) -> Outbox:
+    """The durable outbox the settings name. Build it before the engine when the engine's own
+    callbacks (dialplan Stasis() calls) should go through it too:
+
+        outbox = outbox_for(settings)
+        engine = CallEngine(settings, sender=OutboxSender(outbox))
+        app = create_app(engine, settings, outbox=outbox)
+    """
+    s = ApiSettings.coerce(settings)
+    return Outbox(s.outbox_path, attempt_timeout_s=s.webhook_timeout_s, horizon_s=s.retry_horizon_s)
+
+
 def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | None = None) -> web.Application:
     """The app; its startup opens the outbox and starts its worker, its cleanup stops them.
     Pass `outbox` to share one (e.g. with the engine's OutboxSender): it is started here but
     closed only if the app created it. `settings`: ApiSettings, or the service's Settings."""
     settings = ApiSettings.coerce(settings)
     owns_outbox = outbox is None
-    box = outbox or Outbox(
-        settings.outbox_path, attempt_timeout_s=settings.webhook_timeout_s, horizon_s=settings.retry_horizon_s
-    )
+    box = outbox or outbox_for(settings)
     context = ApiContext(
         engine=engine,
         settings=settings,

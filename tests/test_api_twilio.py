@@ -469,3 +469,4 @@ async def test_a_fetch_error_names_the_url_without_its_secrets(api: Api) -> None
     failed = [e for e in logs if e["event"] == "twiml_fetch_failed"]
     assert failed and "127.0.0.1:9/x" in failed[0]["error"]
     assert "pw1" not in repr(logs) and "tk1" not in repr(logs)
+

@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from ari_amd.api.context import ApiContext
 from ari_amd.calls.model import Call, CallEvent, CallEventKind, CallStatus
 from ari_amd.detect import Verdict
+
+
+_ORDER = {
+    CallEventKind.INITIATED: 0,
+    CallEventKind.RINGING: 1,
+    CallEventKind.ANSWERED: 2,
+    CallEventKind.COMPLETED: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Past:
+    status: CallStatus
+    answered_at: datetime | None
+    verdicts: tuple[Verdict, ...]
+    ended: bool
+    ended_at: datetime | None
 
 
 class CallDriver:
@@ -28,8 +46,11 @@ class CallDriver:
 
     def attach(self) -> None:
         self.ctx.drivers[self.call.id] = self
-        self._unlisten = self.call.listen(self._on_event)
-        self.spawn(self._catch_up())  # created before any later event's delivery: it runs first
+        c = self.call
+        # What the call did before we listened, as it stood now: later events come by listen()
+        past = _Past(c.status, c.answered_at, tuple(c.verdicts), c.ended, c.ended_at)
+        self._unlisten = c.listen(self._on_event)
+        self.spawn(self._catch_up(past))  # created before any later event's delivery: it runs first
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -37,19 +58,19 @@ class CallDriver:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _catch_up(self) -> None:
-        c = self.call
+    async def _catch_up(self, past: _Past) -> None:
+        created = self.call.created_at
         async with self._lock:
-            if c.status is not CallStatus.QUEUED:
-                await self._step(CallEventKind.INITIATED, CallStatus.INITIATED, c.created_at)
-            if c.status is CallStatus.RINGING:
-                await self._step(CallEventKind.RINGING, CallStatus.RINGING, c.created_at)
-            if c.answered_at is not None:
-                await self._step(CallEventKind.ANSWERED, CallStatus.IN_PROGRESS, c.answered_at)
-            for v in list(c.verdicts):
-                await self._verdict(v, c.answered_at or c.created_at)
-            if c.ended:
-                await self._step(CallEventKind.COMPLETED, c.status, c.ended_at or datetime.now(timezone.utc))
+            if past.status is not CallStatus.QUEUED:
+                await self._step(CallEventKind.INITIATED, CallStatus.INITIATED, created)
+            if past.status is CallStatus.RINGING:
+                await self._step(CallEventKind.RINGING, CallStatus.RINGING, created)
+            if past.answered_at is not None:
+                await self._step(CallEventKind.ANSWERED, CallStatus.IN_PROGRESS, past.answered_at)
+            for v in past.verdicts:
+                await self._verdict(v, past.answered_at or created)
+            if past.ended:
+                await self._step(CallEventKind.COMPLETED, past.status, past.ended_at or datetime.now(timezone.utc))
 
     async def _on_event(self, ev: CallEvent) -> None:
         async with self._lock:
@@ -65,8 +86,8 @@ class CallDriver:
         await self.on_verdict(v, at)
 
     async def _step(self, kind: CallEventKind, status: CallStatus, at: datetime) -> None:
-        if kind in self._done or CallEventKind.COMPLETED in self._done:
-            return
+        if kind in self._done or any(_ORDER[d] >= _ORDER[kind] for d in self._done):
+            return  # once each, and never behind a later step (ringing after answered)
         self._done.add(kind)
         try:
             if kind is CallEventKind.INITIATED:

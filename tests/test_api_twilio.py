@@ -470,3 +470,21 @@ async def test_a_fetch_error_names_the_url_without_its_secrets(api: Api) -> None
     assert failed and "127.0.0.1:9/x" in failed[0]["error"]
     assert "pw1" not in repr(logs) and "tk1" not in repr(logs)
 
+
+
+async def test_a_redirect_during_detection_is_not_undone_by_the_verdict(api: Api) -> None:
+    api.engine.script = Script(detect_s=0.3)
+    r = api.receiver
+    r.documents["/first"] = "<Response><Play>first</Play></Response>"
+    r.documents["/new"] = "<Response><Play>new</Play><Pause length='1'/></Response>"
+    _, body = await post(api, CALLS, {**BASE, "Url": r.base + "/first", "MachineDetection": "Enable"})
+    sid = body["sid"]
+    call = api.engine.get(sid)
+    assert call is not None
+    while call.status is not CallStatus.IN_PROGRESS:
+        await asyncio.sleep(0.01)
+    status, _ = await post(api, f"/2010-04-01/Accounts/{SID}/Calls/{sid}.json", {"Url": r.base + "/new"})
+    assert status == 200
+    await call.wait_ended(5)
+    assert r.at("/first") == []
+    assert [a[2] for a in api.engine.did(sid, "play")] == ["sound:new"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from aiohttp import web
@@ -174,7 +173,6 @@ async def update_call(request: web.Request) -> web.Response:
         if call.status is not CallStatus.IN_PROGRESS or not isinstance(driver, TwilioCall):
             raise ApiError(400, "Call is not in-progress. Cannot redirect.", code=NOT_IN_PROGRESS, param="Url")
         driver.start_script(url=url, method=method, twiml=str(twiml) if twiml else None)
-        await asyncio.sleep(0)
         return web.json_response(call_resource(call))
     raise bad_param("Status", "give Status=completed to hang up, or a new Url or Twiml")
 

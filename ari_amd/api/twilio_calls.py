@@ -40,6 +40,7 @@ class TwilioCall(CallDriver):
         self._documents = 0
         self._script: asyncio.Task[None] | None = None
         self._amd_sent = False
+        self._redirected = False
 
     # -- what Twilio sends ---------------------------------------------------------------------
     def base_params(self) -> dict[str, str]:
@@ -134,7 +135,11 @@ class TwilioCall(CallDriver):
         """Run the call's Url / Twiml (or a new one from an update), replacing a running one."""
         m = self.call.request.meta
         if url is None and twiml is None:
+            if self._redirected:
+                return  # an update's Url took over: the verdict does not bring the first one back
             url, method, twiml = m.get("url"), m.get("method"), m.get("twiml")
+        else:
+            self._redirected = True
         if url is None and twiml is None:
             return
         if self._script is not None and not self._script.done():

@@ -1,4 +1,7 @@
-"""`ari-amd serve`: the call engine, and the HTTP server in front of it, until SIGTERM.
+"""`ari-amd serve`: the call engine, the carriers' HTTP APIs and /healthz, until SIGTERM.
+
+Callbacks of every kind (Twilio/Plivo/Telnyx webhooks, the dialplan's async `callback=`) go
+through one durable outbox, written before the first attempt and resumed after a restart.
 
 SIGTERM or SIGINT: stop taking calls, resolve those in flight (`unknown`, cause shutdown: a
 dialplan waiting in Stasis() goes on with its variables set), free their resources, exit 0.
@@ -12,8 +15,11 @@ import signal
 import structlog
 from aiohttp import web
 
+from ari_amd.api import create_app, outbox_for
 from ari_amd.calls.config import Settings
 from ari_amd.calls.engine import CallEngine
+from ari_amd.calls.outbox import Outbox
+from ari_amd.calls.webhooks import OutboxSender
 
 log = structlog.get_logger(__name__)
 
@@ -26,19 +32,20 @@ def health_routes(engine: CallEngine) -> list[web.RouteDef]:
     return [web.get("/healthz", healthz)]
 
 
-def build_http_app(engine: CallEngine, settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+def build_http_app(engine: CallEngine, settings: Settings, outbox: Outbox) -> web.Application:
+    app = create_app(engine, settings, outbox=outbox)
     app.add_routes(health_routes(engine))
     return app
 
 
 async def serve(settings: Settings) -> int:
-    engine = CallEngine(settings)
+    outbox = outbox_for(settings)
+    engine = CallEngine(settings, sender=OutboxSender(outbox))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_http_app(engine, settings), access_log=None)
+    runner = web.AppRunner(build_http_app(engine, settings, outbox), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     try:
@@ -46,6 +53,7 @@ async def serve(settings: Settings) -> int:
     except OSError as e:
         log.error("http_bind_failed", host=settings.http_host, port=settings.http_port, error=str(e))
         await runner.cleanup()
+        await outbox.close()
         return 1
     log.info("serving", app=engine.app, ari=settings.ari_url, http=f"{settings.http_host}:{settings.http_port}")
     try:
@@ -55,7 +63,8 @@ async def serve(settings: Settings) -> int:
         log.warning("ari_not_ready_yet", ari=settings.ari_url, error=engine.events.last_error)
     await stop.wait()
     log.info("shutting_down", calls_in_flight=engine.in_flight)
-    await engine.close()
+    await engine.close()  # the last verdicts reach the outbox before it closes
     await runner.cleanup()
+    await outbox.close()
     log.info("stopped")
     return 0

@@ -331,7 +331,8 @@ def test_ari_amd_call_prints_one_json_verdict(tmp_path: Path) -> None:
 def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     labkit.require_lab()
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, ARI_AMD_ARI_APP=labkit.app_name(), ARI_AMD_HTTP_PORT=str(port))
+    env = dict(os.environ, ARI_AMD_ARI_APP=labkit.app_name(), ARI_AMD_HTTP_PORT=str(port),
+               ARI_AMD_CALLBACKS_OUTBOX=str(tmp_path / "outbox.sqlite3"), ARI_AMD_ACCOUNTS="AC" + "0" * 32 + ":token")
     proc = subprocess.Popen([sys.executable, "-m", "ari_amd.cli", "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -350,6 +351,9 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
                 pass
             time.sleep(0.2)
         assert status == 200 and body["ari_connected"], "serve never reported ARI connected"
+        # The carriers' APIs are served by the same process.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
+            assert "/2010-04-01/Accounts/{AccountSid}/Calls.json" in json.loads(resp.read())["paths"]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)

@@ -95,7 +95,8 @@ def parse_accounts(text: str, origin: str = "ARI_AMD_ACCOUNTS") -> dict[str, str
     for item in filter(None, (p.strip() for p in text.split(","))):
         sid, sep, token = item.partition(":")
         if not sep or not sid or not token:
-            raise ConfigError(f"{origin}: each account is SID:TOKEN (got {item.split(':')[0]!r}...)")
+            # Never echo the item: without its ':' it may be the token itself.
+            raise ConfigError(f"{origin}: each account is SID:TOKEN (item {len(accounts) + 1} is not)")
         accounts[sid] = token
     return accounts
 

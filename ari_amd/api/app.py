@@ -27,7 +27,7 @@ def outbox_for(settings: ApiSettings | Any) -> Outbox:
         app = create_app(engine, settings, outbox=outbox)
     """
     s = ApiSettings.coerce(settings)
-    return Outbox(s.outbox_path, attempt_timeout_s=s.webhook_timeout_s, horizon_s=s.retry_horizon_s)
+    return Outbox(s.outbox_path, attempt_timeout_s=s.webhook_timeout_s, horizon_s=s.retry_horizon_s, policy=s.url_policy)
 
 
 def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | None = None) -> web.Application:
@@ -41,7 +41,12 @@ def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | 
         engine=engine,
         settings=settings,
         outbox=box,
-        webhooks=Webhooks(box, timeout_s=settings.webhook_timeout_s, max_document_bytes=settings.max_twiml_bytes),
+        webhooks=Webhooks(
+            box,
+            timeout_s=settings.webhook_timeout_s,
+            max_document_bytes=settings.max_twiml_bytes,
+            policy=settings.url_policy,
+        ),
     )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[CONTEXT] = context

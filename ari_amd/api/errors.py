@@ -25,6 +25,9 @@ MISSING_FROM = 21213
 NOT_IN_PROGRESS = 21220
 TOO_LARGE = 21203  # ours: the body is larger than we accept
 UNAVAILABLE = 20503
+TOO_MANY_REQUESTS = 20429  # here: too many calls in flight for the account
+BAD_BODY = 21204  # ours: the body does not parse (not JSON, not a form)
+UNSUPPORTED_MEDIA_TYPE = 20415  # ours: a Content-Type this resource does not read
 INTERNAL = 20500
 
 
@@ -69,6 +72,8 @@ _TITLES = {
     404: "Resource not found",
     405: "Method not allowed",
     413: "Request too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
     500: "Internal error",
     422: "Invalid parameter",
     503: "Service unavailable",
@@ -90,7 +95,7 @@ def render(err: ApiError, path: str) -> web.Response:
 def from_http(exc: web.HTTPException) -> ApiError:
     """aiohttp's own refusals (no route, wrong method, body too large) as an ApiError."""
     if exc.status == 413:
-        return ApiError(413, "request body too large", code=TOO_LARGE)
+        return ApiError(413, f"request body too large: {exc.text or 'over the limit'}", code=TOO_LARGE)
     if exc.status == 405:
         return ApiError(405, "method not allowed on this resource", code=METHOD_NOT_ALLOWED)
     if exc.status == 404:

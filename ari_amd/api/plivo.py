@@ -8,7 +8,6 @@ answer_url is requested once the verdict is known, with Machine=true|false among
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ari_amd.api import auth, forms
+from ari_amd.api import auth, bodies, forms
 from ari_amd.api.context import ApiContext, ctx
 from ari_amd.api.driver import CallDriver
 from ari_amd.api.errors import MISSING_FROM, MISSING_TO, NOT_FOUND, UNAVAILABLE, ApiError, bad_param
@@ -60,15 +59,8 @@ def call_id(value: str) -> str | None:
 
 async def fields(request: web.Request) -> dict[str, str]:
     """The plivo SDK sends JSON; curl users send forms. Values as strings."""
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(await request.read() or b"{}")
-        except ValueError:
-            raise ApiError(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in data.items() if v is not None}
-    return {k: str(v) for k, v in (await request.post()).items()}
+    data = await bodies.fields(request)
+    return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in data.items() if v is not None}
 
 
 def _tunable(f: Mapping[str, str], name: str) -> int | None:
@@ -111,8 +103,8 @@ def build_request(c: ApiContext, account: str, f: Mapping[str, str]) -> CallRequ
     from_ = f.get("from", "").strip()
     if not from_:
         raise bad_param("from", "from is required", MISSING_FROM)
-    answer_url = forms.url("answer_url", f.get("answer_url"), required=True)
-    md_url = forms.url("machine_detection_url", f.get("machine_detection_url"))
+    answer_url = c.url("answer_url", f.get("answer_url"), required=True)
+    md_url = c.url("machine_detection_url", f.get("machine_detection_url"))
     amd = amd_params(f)
     meta = {
         "dialect": "plivo",
@@ -121,9 +113,9 @@ def build_request(c: ApiContext, account: str, f: Mapping[str, str]) -> CallRequ
         "from": from_,
         "answer_url": answer_url,
         "answer_method": forms.method("answer_method", f.get("answer_method")),
-        "ring_url": forms.url("ring_url", f.get("ring_url")),
+        "ring_url": c.url("ring_url", f.get("ring_url")),
         "ring_method": forms.method("ring_method", f.get("ring_method")),
-        "hangup_url": forms.url("hangup_url", f.get("hangup_url")),
+        "hangup_url": c.url("hangup_url", f.get("hangup_url")),
         "hangup_method": forms.method("hangup_method", f.get("hangup_method")),
         "machine_detection": (f.get("machine_detection") or "").lower() or None,
         "machine_detection_url": md_url,
@@ -267,13 +259,14 @@ async def make_call(request: web.Request) -> web.Response:
     c = ctx(request)
     account = auth.basic(request, c.settings.accounts, request.match_info["account"])
     req = build_request(c, account, await fields(request))
-    try:
-        call = await c.engine.place(req)
-    except PlaceError as e:
-        if e.status == 400:
-            raise bad_param("to", f"to: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
-        raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
-    PlivoCall(c, call).attach()
+    with c.admit(account):
+        try:
+            call = await c.engine.place(req)
+        except PlaceError as e:
+            if e.status == 400:
+                raise bad_param("to", f"to: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
+            raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
+        PlivoCall(c, call).attach()
     call.log.info("call_created", dialect="plivo", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd)
     return web.json_response(
         {"api_id": _api_id(), "message": "call fired", "request_uuid": call_uuid(call.id)}, status=201

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ari_amd.calls.model import DialplanTarget
+from ari_amd.calls.urlpolicy import UrlPolicy
 
 
 class SettingsError(ValueError):
@@ -31,6 +32,8 @@ class ApiSettings:
     webhook_timeout_s: float = 10.0  # one TwiML fetch / one callback attempt
     retry_horizon_s: float = 4 * 3600.0  # callbacks are retried this long after they were due
     max_twiml_bytes: int = 256 * 1024
+    max_calls_per_account: int = 100  # calls in flight (placed, not ended) per account: one more is a 429
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy)  # where callbacks and documents may go
 
     @classmethod
     def coerce(cls, settings: Any) -> ApiSettings:
@@ -56,6 +59,9 @@ class ApiSettings:
             outbox_path=getattr(settings, "callbacks_outbox", cls.outbox_path),
             webhook_timeout_s=getattr(settings, "callbacks_timeout_s", cls.webhook_timeout_s),
             retry_horizon_s=getattr(settings, "callbacks_horizon_s", cls.retry_horizon_s),
+            max_body_bytes=getattr(settings, "http_max_body_bytes", cls.max_body_bytes),
+            max_calls_per_account=getattr(settings, "http_max_calls_per_account", cls.max_calls_per_account),
+            url_policy=UrlPolicy(tuple(getattr(settings, "callbacks_allow", ())), tuple(getattr(settings, "callbacks_deny", ()))),
         )
 
     @classmethod

@@ -9,14 +9,13 @@ Validation errors are 422 with a JSON pointer to the field, as Telnyx answers th
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
-from ari_amd.api import auth, forms
+from ari_amd.api import auth, bodies, forms
 from ari_amd.api.context import ApiContext, ctx
 from ari_amd.api.driver import CallDriver
 from ari_amd.api.errors import NOT_FOUND, UNAVAILABLE, ApiError
@@ -127,7 +126,7 @@ def build_request(c: ApiContext, account: str, body: dict[str, Any]) -> CallRequ
         from_ = _string(body, "from", required=True)
         assert to is not None and from_ is not None
         endpoint = c.endpoint_for(to, name="to")
-        webhook = forms.url("webhook_url", _string(body, "webhook_url"))
+        webhook = c.url("webhook_url", _string(body, "webhook_url"))
         method = forms.method("webhook_url_method", _string(body, "webhook_url_method"))
         timeout = body.get("timeout_secs", 30)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 600:
@@ -243,16 +242,6 @@ def call_record(call: Call) -> dict[str, Any]:
     }
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return data
-
-
 def _call(request: web.Request, account: str) -> Call:
     call = ctx(request).engine.get(request.match_info["id"])
     if call is None or call.request.meta.get("account_sid") != account or call.request.meta.get("dialect") != "telnyx":
@@ -263,14 +252,15 @@ def _call(request: web.Request, account: str) -> Call:
 async def dial(request: web.Request) -> web.Response:
     c = ctx(request)
     account = auth.bearer(request, c.settings.accounts)
-    req = build_request(c, account, await _body(request))
-    try:
-        call = await c.engine.place(req)
-    except PlaceError as e:
-        if e.status == 400:
-            raise invalid("to", f"to: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
-        raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
-    TelnyxCall(c, call).attach()
+    req = build_request(c, account, await bodies.json_object(request))
+    with c.admit(account):
+        try:
+            call = await c.engine.place(req)
+        except PlaceError as e:
+            if e.status == 400:
+                raise invalid("to", f"to: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
+            raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
+        TelnyxCall(c, call).attach()
     call.log.info("call_created", dialect="telnyx", amd=req.meta["amd_mode"])
     return web.json_response({"data": call_record(call)})
 

@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ari_amd.api import auth, forms
+from ari_amd.api import auth, bodies, forms
 from ari_amd.api.context import ApiContext, ctx
 from ari_amd.api.errors import (
     MISSING_FROM,
@@ -78,14 +78,14 @@ def build_request(c: ApiContext, account: str, form: MultiDictProxy[str]) -> Cal
         raise bad_param("From", "From is required: the caller ID to present", MISSING_FROM)
     if len(from_) > 64 or any(ord(ch) < 32 for ch in from_):
         raise bad_param("From", "From must be at most 64 printable characters")
-    url = forms.url("Url", form.get("Url"))
+    url = c.url("Url", form.get("Url"))
     twiml = form.get("Twiml")
     if twiml is not None and not twiml.strip():
         twiml = None
     if url and twiml:
         raise bad_param("Twiml", "give Url or Twiml, not both")
-    status_callback = forms.url("StatusCallback", form.get("StatusCallback"))
-    amd_callback = forms.url("AsyncAmdStatusCallback", form.get("AsyncAmdStatusCallback"))
+    status_callback = c.url("StatusCallback", form.get("StatusCallback"))
+    amd_callback = c.url("AsyncAmdStatusCallback", form.get("AsyncAmdStatusCallback"))
     ring_timeout = forms.integer("Timeout", form.get("Timeout"), 1, 600, "s") or 60
     meta = {
         "dialect": "twilio",
@@ -132,15 +132,16 @@ def _call(request: web.Request, account: str) -> Call:
 async def create_call(request: web.Request) -> web.Response:
     account = _account(request)
     c = ctx(request)
-    form = await request.post()
-    req = build_request(c, account, form)  # type: ignore[arg-type]
-    try:
-        call = await c.engine.place(req)
-    except PlaceError as e:
-        if e.status == 400:
-            raise bad_param("To", f"To: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
-        raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
-    TwilioCall(c, call).attach()
+    form = await bodies.form(request)
+    req = build_request(c, account, form)
+    with c.admit(account):
+        try:
+            call = await c.engine.place(req)
+        except PlaceError as e:
+            if e.status == 400:
+                raise bad_param("To", f"To: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
+            raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
+        TwilioCall(c, call).attach()
     call.log.info("call_created", dialect="twilio", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd)
     return web.json_response(call_resource(call), status=201)
 
@@ -153,11 +154,11 @@ async def update_call(request: web.Request) -> web.Response:
     account = _account(request)
     call = _call(request, account)
     c = ctx(request)
-    form = await request.post()
+    form = await bodies.form(request)
     status = form.get("Status")
-    url = forms.url("Url", form.get("Url"))  # type: ignore[arg-type]
+    url = c.url("Url", form.get("Url"))
     twiml = form.get("Twiml")
-    method = forms.method("Method", form.get("Method"))  # type: ignore[arg-type]
+    method = forms.method("Method", form.get("Method"))
     if status:
         status = forms.choice("Status", str(status), ("completed", "canceled"))
         # canceled only ends a call not yet answered, as in Twilio

@@ -4,13 +4,13 @@
     [rtp]        host, advertise_host, port_first, port_last, format
     [dialplan]   context, extension, priority      (where CONTINUE sends originated calls)
     [endpoints]  template                          ("PJSIP/{number}@trunk": how a number is dialled)
-    [http]       host, port
-    [callbacks]  account_sid, timeout_s, horizon_s, outbox
+    [http]       host, port, max_body_bytes, max_calls_per_account
+    [callbacks]  account_sid, timeout_s, horizon_s, outbox, allow, deny   (allow/deny: lists; see urlpolicy)
     [accounts]   AC... = "auth token"              (the HTTP API's credentials)
     [detection]  media_timeout_s, record_dir
 
 Each key has an environment variable ARI_AMD_<SECTION>_<KEY> (ARI_AMD_ARI_PASSWORD...), and
-ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts. A bad value is a ConfigError naming
+ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts; a list (callbacks.allow) is a comma list there. A bad value is a ConfigError naming
 the key and where it came from.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.media.receiver import FORMATS
 
 
@@ -47,10 +48,16 @@ class Settings:
     endpoints_template: str = "PJSIP/{number}@sipp"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_max_body_bytes: int = 64 * 1024  # a larger request body is a 413
+    http_max_calls_per_account: int = 100  # calls in flight per account; one more is a 429
     callbacks_account_sid: str = ""
     callbacks_timeout_s: float = 10.0
     callbacks_horizon_s: float = 3600.0
     callbacks_outbox: str = "ari-amd-outbox.sqlite3"
+    # Hosts/CIDRs/classes callback and document URLs may (allow) or may not (deny) reach; the
+    # defaults deny link-local, metadata, multicast, unspecified (ari_amd/calls/urlpolicy.py).
+    callbacks_allow: tuple[str, ...] = ()
+    callbacks_deny: tuple[str, ...] = ()
     # Detection ends as `unknown` when the tap has heard nothing for this long (the audio clock
     # stands still when media stops, so only the wall clock can tell).
     detection_media_timeout_s: float = 3.0
@@ -71,6 +78,12 @@ class Settings:
             raise ConfigError(f"ari.app must be a non-empty name without commas (got {self.ari_app!r})")
         if self.detection_media_timeout_s <= 0:
             raise ConfigError("detection.media_timeout_s must be positive")
+        if self.http_max_body_bytes < 1024 or self.http_max_calls_per_account < 1:
+            raise ConfigError("http.max_body_bytes must be at least 1024 and http.max_calls_per_account at least 1")
+        try:
+            UrlPolicy(self.callbacks_allow, self.callbacks_deny)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 _KINDS = {f.name: f.type for f in fields(Settings)}
@@ -78,6 +91,12 @@ _KINDS = {f.name: f.type for f in fields(Settings)}
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
     kind = _KINDS[name]
+    if kind == "tuple[str, ...]":  # a TOML list, or a comma list from the environment
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{origin}: {name.replace('_', '.', 1)} must be a list of strings (got {value!r})")
     try:
         if kind == "int":
             if isinstance(value, bool):

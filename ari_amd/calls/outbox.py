@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
+from ari_amd.calls.urlpolicy import UrlPolicy, UrlRefused, client_session, request
+
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
@@ -109,6 +111,7 @@ class Outbox:
         retention_s: float = 7 * 86400.0,
         idempotency_header: str = IDEMPOTENCY_HEADER,
         clock: Callable[[], float] = time.time,
+        policy: UrlPolicy | None = None,
     ) -> None:
         self.path = str(path)
         self.attempt_timeout_s = attempt_timeout_s
@@ -120,6 +123,7 @@ class Outbox:
         self._purged_at = 0.0
         self.idempotency_header = idempotency_header
         self._clock = clock
+        self.policy = policy or UrlPolicy()  # checked on every attempt: each redirect hop, each resolved address
         self._db_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         self._conn: sqlite3.Connection | None = None
         self._pending = 0
@@ -219,7 +223,7 @@ class Outbox:
         """Run the delivery worker (idempotent)."""
         await self.open()
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.attempt_timeout_s))
+            self._session = client_session(self.policy, self.attempt_timeout_s)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="outbox-worker")
 
@@ -321,12 +325,14 @@ class Outbox:
         target = redact_url(d.url)
         retry_after: float | None = None
         try:
-            async with self._session.request(d.method, d.url, data=d.body, headers=d.headers) as resp:
-                await resp.read()
-                status = resp.status
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+            reply = await request(self._session, self.policy, d.method, d.url, data=d.body, headers=d.headers)
+            status = reply.status
+            retry_after = _retry_after(reply.headers.get("Retry-After"))
             error = None if status < 400 else f"HTTP {status}"
             retry = status >= 500 or status in RETRY_STATUSES
+        except UrlRefused as e:  # not sent, and never will be: the policy will say the same next time
+            status, error, retry = 0, f"refused: {e.reason}", False
+            log.warning("callback_url_refused", key=d.key, url=target, reason=e.reason)
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             status, error, retry = 0, type(e).__name__, True
         except asyncio.CancelledError:

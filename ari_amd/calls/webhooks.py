@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import hashlib
 import hmac
 import secrets
@@ -21,6 +22,7 @@ import structlog
 
 from ari_amd.calls.outbox import IDEMPOTENCY_HEADER, Outbox, redact_url
 from ari_amd.calls.signing import twilio_signature
+from ari_amd.calls.urlpolicy import UrlPolicy, UrlRefused, client_session, request
 
 log = structlog.get_logger(__name__)
 
@@ -68,13 +70,29 @@ def plivo_headers(token: str, url: str) -> dict[str, str]:
     return {"X-Plivo-Signature-V2": plivo_signature_v2(token, url, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
 
 
+def _codec(charset: str | None) -> str:
+    """The response's charset if Python knows it (a bogus one must not raise LookupError)."""
+    try:
+        return codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        return "utf-8"
+
+
 class DocumentError(Exception):
     """A document could not be had; the message names the URL without userinfo or query."""
 
 
 class Webhooks:
-    def __init__(self, outbox: Outbox, *, timeout_s: float = 10.0, max_document_bytes: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        timeout_s: float = 10.0,
+        max_document_bytes: int = 256 * 1024,
+        policy: UrlPolicy | None = None,
+    ) -> None:
         self.outbox = outbox
+        self.policy = policy or outbox.policy
         self.timeout_s = timeout_s
         self.max_document_bytes = max_document_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -117,7 +135,7 @@ class Webhooks:
         """Request a document (TwiML / Plivo XML) the call runs next: (text, final URL).
         Retried once on a connection error or a 5xx; anything else raises."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            self._session = client_session(self.policy, self.timeout_s)
         full, form, headers = signed_form(token, url, method, params)
         headers[IDEMPOTENCY_HEADER] = key
         headers["User-Agent"] = USER_AGENT
@@ -126,16 +144,20 @@ class Webhooks:
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                async with self._session.request(method, full, data=form, headers=headers) as resp:
-                    raw = await resp.content.read(self.max_document_bytes + 1)
-                    if len(raw) > self.max_document_bytes:
-                        raise DocumentError(f"{redact_url(full)}: larger than {self.max_document_bytes} bytes")
-                    if resp.status >= 500:
-                        raise aiohttp.ServerConnectionError(f"HTTP {resp.status}")
-                    if resp.status >= 400:
-                        raise DocumentError(f"{redact_url(full)}: HTTP {resp.status}")
-                    log.info("document_fetched", url=redact_url(full), status=resp.status, attempt=attempt)
-                    return raw.decode(resp.charset or "utf-8", "replace"), str(resp.url)
+                reply = await request(
+                    self._session, self.policy, method, full, data=form, headers=headers, max_body=self.max_document_bytes
+                )
+                if len(reply.body) > self.max_document_bytes:
+                    raise DocumentError(f"{redact_url(full)}: larger than {self.max_document_bytes} bytes")
+                if reply.status >= 500:
+                    raise aiohttp.ServerConnectionError(f"HTTP {reply.status}")
+                if reply.status >= 400:
+                    raise DocumentError(f"{redact_url(full)}: HTTP {reply.status}")
+                log.info("document_fetched", url=redact_url(full), status=reply.status, attempt=attempt)
+                return reply.body.decode(_codec(reply.charset), "replace"), reply.url
+            except UrlRefused as e:  # not requested: no retry will change the policy's answer
+                log.warning("document_url_refused", url=redact_url(full), reason=e.reason)
+                raise DocumentError(f"{redact_url(full)}: refused: {e.reason}") from None
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = e
                 log.warning("document_fetch_retry", url=redact_url(full), error=type(e).__name__, attempt=attempt)

@@ -49,8 +49,13 @@ def url(name: str, value: str | None, *, required: bool = False) -> str | None:
             raise bad_param(name, f"{name} is required", INVALID_URL)
         return None
     v = value.strip()
-    p = urllib.parse.urlsplit(v)
-    if p.scheme not in ("http", "https") or not p.hostname or any(c.isspace() for c in v):
+    try:
+        p = urllib.parse.urlsplit(v)
+        scheme, host = p.scheme, p.hostname
+        p.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:  # "http://[::1", "http://h:99999"
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host or any(c.isspace() for c in v):
         raise bad_param(name, f"{name} must be an absolute http or https URL (got {value!r})", INVALID_URL)
     return v
 

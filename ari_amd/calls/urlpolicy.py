@@ -188,9 +188,9 @@ class UrlPolicy:
         else:
             if "\\" in url or any(ord(c) < 33 or ord(c) == 127 for c in url):
                 raise UrlRefused("the URL holds backslashes, spaces or control characters")
-            p = urlsplit(url)
-            scheme, host = p.scheme, p.hostname or ""
             try:
+                p = urlsplit(url)
+                scheme, host = p.scheme, p.hostname or ""
                 y = URL(url)
             except ValueError:
                 raise UrlRefused("the URL does not parse") from None
@@ -300,14 +300,20 @@ async def request(
     """One exchange, following redirects ourselves so each hop is checked (the session's
     resolver checks the addresses). max_body: read at most that + 1 bytes of the body.
     UrlRefused when a hop is refused; aiohttp's errors as they are."""
-    target = URL(url, encoded=True)
+    try:
+        target = URL(url, encoded=True)
+    except ValueError:
+        raise UrlRefused("the URL does not parse") from None  # ValueError's text may hold the URL's userinfo
     method = method.upper()
     for _ in range(max_redirects + 1):
         policy.check_url(target)
         async with session.request(method, target, data=data, headers=headers, allow_redirects=False) as resp:
             location = resp.headers.get("Location")
             if resp.status in (301, 302, 303, 307, 308) and location:
-                nxt = target.join(URL(location))
+                try:
+                    nxt = target.join(URL(location))
+                except ValueError:
+                    raise UrlRefused("a redirect's Location does not parse") from None
                 if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                     method, data = "GET", None  # as browsers and aiohttp do
                 target = nxt

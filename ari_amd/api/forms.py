@@ -9,8 +9,8 @@ from ari_amd.api.errors import INVALID_TO, INVALID_URL, bad_param
 
 _NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 # One Asterisk dial string: no spaces, no '&' (several endpoints), no ',' / '(' (app arguments).
-_PJSIP = re.compile(r"^PJSIP/[A-Za-z0-9_.@:+*#=;/\-]{1,200}$")
-_SIP = re.compile(r"^sips?:(?:[A-Za-z0-9_.!~*'+\-%#]{1,64}@)?[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?(?:;[A-Za-z0-9_=.\-]{1,64})*$")
+PJSIP = re.compile(r"^PJSIP/[A-Za-z0-9_.@:+*#=;/\-]{1,200}$")
+SIP = re.compile(r"^sips?:(?:[A-Za-z0-9_.!~*'+\-%#]{1,64}@)?[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?(?:;[A-Za-z0-9_=.\-]{1,64})*$")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -79,10 +79,10 @@ def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
 def endpoint(to: str, template: str, sip_endpoint: str, *, name: str = "To") -> str:
     """A number through the configured template; an explicit PJSIP/... or sip: target as it is."""
     t = to.strip()
-    if _PJSIP.match(t):
+    if PJSIP.match(t):
         return t
     if t.lower().startswith(("sip:", "sips:")):
-        if not _SIP.match(t):
+        if not SIP.match(t):
             raise bad_param(name, f"{name} is not a valid SIP URI (got {to!r})", INVALID_TO)
         return f"PJSIP/{sip_endpoint}/{t}"
     compact = re.sub(r"[\s().\-]", "", t)  # "+1 (555) 010-0000" as people write it

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ari_amd import __version__ as VERSION
-from ari_amd.api import plivo, telnyx
+from ari_amd.api import forms, plivo, telnyx
 from ari_amd.api.twilio_calls import STATUS_EVENTS
 from ari_amd.detect.params import RANGES
 from ari_amd.detect.verdict import AnsweredBy
@@ -54,14 +54,37 @@ def _error(schema_ref: str, description: str) -> S:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
 
 
-def _twilio_errors() -> S:
-    e = "#/components/schemas/TwilioError"
-    return {
-        "400": _error(e, "a parameter is missing or invalid; the message names it"),
-        "401": _error(e, "bad credentials, or not those of the path's account"),
-        "404": _error(e, "no such call"),
-        "413": _error(e, "body too large"),
-    }
+_WHEN = {
+    400: "a parameter is missing or invalid (the message names it), or the body does not parse",
+    401: "bad credentials, or not those of the path's account",
+    404: "no such call",
+    413: "body too large",
+    415: "a Content-Type this resource does not read",
+    422: "an invalid field (Telnyx's status for it; the pointer names it)",
+    429: "the account has its limit of calls in flight",
+    503: "Asterisk unreachable",
+}
+
+
+def _errors(schema: str, *codes: int) -> S:
+    return {str(c): _error(f"#/components/schemas/{schema}", _WHEN[c]) for c in codes}
+
+
+def _twilio_errors(*codes: int) -> S:
+    return _errors("TwilioError", *codes)
+
+
+# The validators' own expressions (forms.py), so the document says exactly what is accepted.
+_SEP = r"[\s().\-]"
+_TO = (
+    r"^\s*(?:"
+    + rf"{_SEP}*(?:\+{_SEP}*)?(?:[0-9*#]{_SEP}*){{1,32}}"
+    + "|" + forms.PJSIP.pattern.strip("^$")
+    + "|" + forms.SIP.pattern.strip("^$")
+    + r")\s*$"
+)
+_FROM = r"^\s*[^\x00-\x1f\s](?:[^\x00-\x1f]{0,62}[^\x00-\x1f\s])?\s*$"  # Twilio's: 1-64 printable
+_NONBLANK = r"\S"
 
 
 def document() -> S:
@@ -69,8 +92,8 @@ def document() -> S:
         "type": "object",
         "required": ["To", "From"],
         "properties": {
-            "To": _str("E.164 number (through the endpoint template), PJSIP/... endpoint or sip: URI"),
-            "From": _str("caller ID"),
+            "To": _str("E.164 number (through the endpoint template), PJSIP/... endpoint or sip: URI", pattern=_TO),
+            "From": _str("caller ID: 1-64 printable characters", pattern=_FROM),
             "Url": _URL,
             "Method": _METHOD,
             "Twiml": _str("inline TwiML instead of Url"),
@@ -132,8 +155,8 @@ def document() -> S:
         },
     }
     plivo_props: S = {
-        "from": _str("caller ID"),
-        "to": _str("one number, PJSIP/... endpoint or sip: URI"),
+        "from": _str("caller ID", pattern=_NONBLANK),
+        "to": _str("one number, PJSIP/... endpoint or sip: URI", pattern=_TO),
         "answer_url": _URL,
         "answer_method": _METHOD,
         "ring_url": _URL,
@@ -163,8 +186,8 @@ def document() -> S:
         "required": ["to", "from"],
         "properties": {
             "connection_id": {"type": "string"},
-            "to": {"type": "string"},
-            "from": {"type": "string"},
+            "to": _str("one number, PJSIP/... endpoint or sip: URI", pattern=_TO),
+            "from": _str("caller ID", minLength=1),
             "webhook_url": _URL,
             "webhook_url_method": _METHOD,
             "timeout_secs": _int("ring timeout", 1, 600, 30),
@@ -217,8 +240,6 @@ def document() -> S:
     tx_id = {"name": "call_control_id", "in": "path", "required": True, "schema": {"type": "string"}}
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     json_of = lambda name: {"application/json": {"schema": ref(name)}}  # noqa: E731
-    plivo_err = _error("#/components/schemas/PlivoError", "invalid parameter / bad credentials / not found")
-    telnyx_err = _error("#/components/schemas/TelnyxErrors", "invalid parameter (422) / bad key (401) / not found")
     return {
         "openapi": "3.0.3",
         "info": {
@@ -235,7 +256,10 @@ def document() -> S:
                     "operationId": "twilioCreateCall",
                     "security": twilio_sec,
                     "requestBody": {"required": True, "content": {form: {"schema": ref("TwilioCreateCall")}}},
-                    "responses": {"201": {"description": "created", "content": json_of("TwilioCall")}, **_twilio_errors()},
+                    "responses": {
+                        "201": {"description": "created", "content": json_of("TwilioCall")},
+                        **_twilio_errors(400, 401, 413, 415, 429, 503),
+                    },
                     "callbacks": {
                         "asyncAmd": {
                             "{$request.body#/AsyncAmdStatusCallback}": {
@@ -258,7 +282,7 @@ def document() -> S:
                         {"name": "To", "in": "query", "schema": {"type": "string"}},
                         {"name": "From", "in": "query", "schema": {"type": "string"}},
                     ],
-                    "responses": {"200": {"description": "a page", "content": json_of("TwilioCallList")}, **_twilio_errors()},
+                    "responses": {"200": {"description": "a page", "content": json_of("TwilioCallList")}, **_twilio_errors(400, 401)},
                 },
             },
             "/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json": {
@@ -267,14 +291,17 @@ def document() -> S:
                     "summary": "Twilio: fetch a call",
                     "operationId": "twilioFetchCall",
                     "security": twilio_sec,
-                    "responses": {"200": {"description": "the call", "content": json_of("TwilioCall")}, **_twilio_errors()},
+                    "responses": {"200": {"description": "the call", "content": json_of("TwilioCall")}, **_twilio_errors(401, 404)},
                 },
                 "post": {
                     "summary": "Twilio: hang up (Status=completed) or redirect (Url/Twiml)",
                     "operationId": "twilioUpdateCall",
                     "security": twilio_sec,
                     "requestBody": {"required": True, "content": {form: {"schema": ref("TwilioUpdateCall")}}},
-                    "responses": {"200": {"description": "the call", "content": json_of("TwilioCall")}, **_twilio_errors()},
+                    "responses": {
+                        "200": {"description": "the call", "content": json_of("TwilioCall")},
+                        **_twilio_errors(400, 401, 404, 413, 415),
+                    },
                 },
             },
             "/v1/Account/{auth_id}/Call/": {
@@ -289,8 +316,7 @@ def document() -> S:
                     },
                     "responses": {
                         "201": {"description": "call fired", "content": json_of("PlivoCallFired")},
-                        "400": plivo_err,
-                        "401": plivo_err,
+                        **_errors("PlivoError", 400, 401, 413, 415, 429, 503),
                     },
                 },
             },
@@ -300,13 +326,13 @@ def document() -> S:
                     "summary": "Plivo: a call's details",
                     "operationId": "plivoGetCall",
                     "security": twilio_sec,
-                    "responses": {"200": {"description": "the call"}, "404": plivo_err},
+                    "responses": {"200": {"description": "the call"}, **_errors("PlivoError", 401, 404)},
                 },
                 "delete": {
                     "summary": "Plivo: hang up",
                     "operationId": "plivoHangup",
                     "security": twilio_sec,
-                    "responses": {"204": {"description": "hung up"}, "404": plivo_err},
+                    "responses": {"204": {"description": "hung up"}, **_errors("PlivoError", 401, 404)},
                 },
             },
             "/v2/calls": {
@@ -315,7 +341,10 @@ def document() -> S:
                     "operationId": "telnyxDial",
                     "security": [{"bearerAuth": []}],
                     "requestBody": {"required": True, "content": json_of("TelnyxDial")},
-                    "responses": {"200": {"description": "the call"}, "401": telnyx_err, "422": telnyx_err},
+                    "responses": {
+                        "200": {"description": "the call"},
+                        **_errors("TelnyxErrors", 400, 401, 413, 415, 422, 429, 503),
+                    },
                     "callbacks": {
                         "events": {
                             "{$request.body#/webhook_url}": {
@@ -334,7 +363,7 @@ def document() -> S:
                     "summary": "Telnyx: retrieve a call's status",
                     "operationId": "telnyxRetrieveCall",
                     "security": [{"bearerAuth": []}],
-                    "responses": {"200": {"description": "the call"}, "404": telnyx_err},
+                    "responses": {"200": {"description": "the call"}, **_errors("TelnyxErrors", 401, 404)},
                 },
             },
             "/v2/calls/{call_control_id}/actions/hangup": {
@@ -343,7 +372,7 @@ def document() -> S:
                     "summary": "Telnyx: hang up",
                     "operationId": "telnyxHangup",
                     "security": [{"bearerAuth": []}],
-                    "responses": {"200": {"description": "ok"}, "404": telnyx_err},
+                    "responses": {"200": {"description": "ok"}, **_errors("TelnyxErrors", 401, 404)},
                 },
             },
             "/openapi.json": {

@@ -348,3 +348,31 @@ async def test_a_text_multipart_form_is_read_like_urlencoded(make_api: MakeApi) 
     form._is_multipart = True  # what curl -F sends
     status, body = await raw(api, "POST", TWILIO, form, basic())
     assert status == 201 and body["to"] == "+15550100"
+
+
+async def test_a_play_of_a_denied_url_is_skipped_and_the_rest_plays(make_api: MakeApi) -> None:
+    api = await make_api()
+    doc = ("<Response><Play>http://169.254.169.254/latest/meta-data/iam.wav</Play>"
+           "<Play>https://dialer.example.com/offer.wav</Play></Response>")
+    with structlog.testing.capture_logs() as logs:
+        status, call = await twilio(api, {**TW, "Twiml": doc})
+        assert status == 201
+        await api.engine.calls[call["sid"]].wait_ended(5)
+    assert [a[2] for a in api.engine.did(call["sid"], "play")] == ["sound:https://dialer.example.com/offer.wav"]
+    assert any(e["event"] == "twiml_play_refused" and "metadata" in e["reason"] for e in logs)
+
+
+async def test_the_dialplans_callback_is_refused_at_send_time(tmp_path: Path) -> None:
+    """Stasis(ari-amd,async,callback=...) goes through OutboxSender: the outbox refuses it, logged."""
+    from ari_amd.calls.webhooks import OutboxSender
+
+    box = Outbox(tmp_path / "o.db", base_delay_s=0.01, horizon_s=30)
+    await box.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await OutboxSender(box).send(METADATA, "POST", {"AnsweredBy": "human"}, call_id="CA" + "e" * 32, auth_token=TOKEN)
+            await box.wait_idle(5)
+        assert {s for s, _ in (await box.states()).values()} == {"failed"}
+    finally:
+        await box.close()
+    assert any(e["event"] == "callback_url_refused" and "metadata" in e["reason"] for e in logs)

@@ -218,3 +218,16 @@ async def test_the_outbox_delivers_through_a_redirect_to_an_allowed_host(tmp_pat
     assert hits == ["/to-ok", "/ok"]
 
 
+
+
+def test_the_service_settings_reach_the_api() -> None:
+    from ari_amd.api import ApiSettings
+
+    s = ApiSettings.coerce(load_settings(None, {
+        "ARI_AMD_CALLBACKS_ALLOW": "dialer.example.com", "ARI_AMD_CALLBACKS_DENY": "loopback",
+        "ARI_AMD_HTTP_MAX_CALLS_PER_ACCOUNT": "5", "ARI_AMD_HTTP_MAX_BODY_BYTES": "4096",
+    }))
+    assert s.url_policy == UrlPolicy(("dialer.example.com",), ("loopback",))
+    assert (s.max_calls_per_account, s.max_body_bytes) == (5, 4096)
+    d = ApiSettings.coerce(load_settings(None, {}))
+    assert d.url_policy == UrlPolicy() and d.max_calls_per_account == 100 and d.max_body_bytes == 64 * 1024

@@ -203,7 +203,12 @@ class PlivoCall(CallDriver):
     def _run(self, extra: dict[str, str]) -> None:
         m = self.call.request.meta
         runner = TwimlRunner(
-            self.ctx.engine, self.call, fetch=self._fetch, endpoint_for=self.ctx.endpoint_for, dial_status_param="DialStatus"
+            self.ctx.engine,
+            self.call,
+            fetch=self._fetch,
+            endpoint_for=self.ctx.endpoint_for,
+            dial_status_param="DialStatus",
+            url_refused=self.ctx.settings.url_policy.reason,
         )
         self.spawn(runner.run_url(m["answer_url"], m["answer_method"], {"Event": "StartApp", **extra}))
 

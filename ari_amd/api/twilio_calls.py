@@ -144,7 +144,13 @@ class TwilioCall(CallDriver):
             return
         if self._script is not None and not self._script.done():
             self._script.cancel()
-        runner = TwimlRunner(self.ctx.engine, self.call, fetch=self._fetch, endpoint_for=self.ctx.endpoint_for)
+        runner = TwimlRunner(
+            self.ctx.engine,
+            self.call,
+            fetch=self._fetch,
+            endpoint_for=self.ctx.endpoint_for,
+            url_refused=self.ctx.settings.url_policy.reason,
+        )
         if twiml is not None:
             self._script = self.spawn(runner.run_document(twiml))
         else:

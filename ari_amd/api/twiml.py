@@ -111,8 +111,12 @@ class TwimlRunner:
         fetch: Fetch,
         endpoint_for: Callable[[str], str],
         dial_status_param: str = "DialCallStatus",
+        url_refused: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.engine = engine
+        # why a <Play> URL is refused (the URL policy), or None: Asterisk fetches it, so only its
+        # literal host can be checked here
+        self.url_refused = url_refused
         self.call = call
         self.fetch = fetch
         self.endpoint_for = endpoint_for
@@ -209,6 +213,11 @@ class TwimlRunner:
         if media is None:
             self.log.warning("twiml_play_skipped", reason="nothing playable named")
             return None
+        if media.startswith(("sound:http://", "sound:https://")):
+            refused = self.url_refused(media.removeprefix("sound:"))
+            if refused is not None:
+                self.log.warning("twiml_play_refused", reason=refused)
+                return None
         loops = _int_attr(v, "loop", 1, 0, MAX_LOOP) or MAX_LOOP
         for _ in range(loops):
             if self.call.ended:

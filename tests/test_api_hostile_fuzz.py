@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
@@ -21,6 +23,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from ari_amd.api import create_app
 from ari_amd.api.openapi import document
 from ari_amd.calls.outbox import Outbox
+from ari_amd.calls import urlpolicy
 from ari_amd.calls.urlpolicy import UrlPolicy
 from tests.test_api_fakes import SID, TOKEN, FakeEngine, Script, free_port, settings_for
 
@@ -52,9 +55,11 @@ class Served:
     async def _start(self) -> None:
         self.engine = FakeEngine()
         self.engine.script = Script(hold_s=0.05)  # calls end on their own: the account's limit is not the test
-        # Only 127.0.0.1: generated callback URLs never leave this machine (documents are refused fast)
+        # Only 127.0.0.1 by address, and no DNS (NoDns): generated callbacks never leave this machine
         s = settings_for(self._tmp, url_policy=UrlPolicy(allow=("127.0.0.1",)))
-        self.outbox = Outbox(s.outbox_path, attempt_timeout_s=0.5, horizon_s=1.0, base_delay_s=0.05, max_delay_s=0.1)
+        self.outbox = Outbox(
+            s.outbox_path, attempt_timeout_s=0.5, horizon_s=1.0, base_delay_s=0.05, max_delay_s=0.1, policy=s.url_policy
+        )
         self.runner = web.AppRunner(create_app(self.engine, s, outbox=self.outbox))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -70,9 +75,21 @@ class Served:
         self._thread.join(10)
 
 
+class NoDns(AbstractResolver):
+    """Generated callback names are never looked up, let alone requested: the test stays on this
+    machine whatever its network (a name fails like an unreachable host, 127.0.0.1 stays reachable)."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        raise OSError(f"no DNS under fuzzing ({len(host)} characters)")
+
+    async def close(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(urlpolicy.aiohttp, "ThreadedResolver", NoDns)  # what PolicyResolver wraps
         s = Served(Path(tmp))
         try:
             yield s

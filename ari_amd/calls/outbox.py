@@ -37,6 +37,7 @@ T = TypeVar("T")
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"  # Twilio's name; receivers of every dialect get it
 RETRY_STATUSES = frozenset({408, 429})  # and every 5xx; any other 4xx is final
 PURGE_EVERY_S = 3600.0
+MAX_REPLY_BYTES = 64 * 1024  # what a receiver answers is not used: never read more than this of it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -325,7 +326,9 @@ class Outbox:
         target = redact_url(d.url)
         retry_after: float | None = None
         try:
-            reply = await request(self._session, self.policy, d.method, d.url, data=d.body, headers=d.headers)
+            reply = await request(
+                self._session, self.policy, d.method, d.url, data=d.body, headers=d.headers, max_body=MAX_REPLY_BYTES
+            )
             status = reply.status
             retry_after = _retry_after(reply.headers.get("Retry-After"))
             error = None if status < 400 else f"HTTP {status}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 
 from ari_amd.api import create_app
@@ -60,6 +61,12 @@ async def drive(base: str, receiver: Receiver, engine: FakeEngine) -> list[str]:
     assert await post(twilio, "Bearer " + TOKEN, data=form) == 401
     assert await post(f"{base}/v2/calls", "Bearer " + WRONG_TOKEN, json={"to": "+1", "from": "+1"}) == 401
     assert await post(f"{base}/v1/Account/{SID}/Call/", basic(SID, WRONG_TOKEN), json={}) == 401
+    # header bytes that are not UTF-8, in each scheme (once a 500 whose traceback held the accounts)
+    host, port = base.removeprefix("http://").split(":")
+    for path, auth in ((f"/v2/calls", b"Bearer " + WRONG_TOKEN.encode() + b"\xff\xfe"),
+                       (f"/2010-04-01/Accounts/{SID}/Calls.json", b"Basic \xff" + WRONG_TOKEN.encode()),
+                       (f"/v1/Account/{SID}/Call/", b"Basic " + base64.b64encode(f"{SID}:{WRONG_TOKEN}".encode() + b"\xff"))):
+        assert await raw_status(host, int(port), path, auth) == 401
     # good credentials: signed status callbacks, a document fetched, URLs with userinfo and tokens
     assert await post(twilio, basic(SID, TOKEN), data={
         **form, "Url": f"{hook}/twiml?key={QUERY_SECRET}", "StatusCallback": f"{hook}/status?key={QUERY_SECRET}",
@@ -86,6 +93,17 @@ async def drive(base: str, receiver: Receiver, engine: FakeEngine) -> list[str]:
     for call in list(engine.calls.values()):
         await call.wait_ended(10)
     return sent
+
+
+async def raw_status(host: str, port: int, path: str, authorization: bytes) -> int:
+    """A POST with header bytes no HTTP client library would send."""
+    r, w = await asyncio.open_connection(host, port)
+    w.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + authorization
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    await w.drain()
+    head = await r.read()
+    w.close()
+    return int(head.split(b" ", 2)[1])
 
 
 @pytest.fixture
@@ -126,7 +144,9 @@ def secrets_in(text: str, sent: list[str], receiver: Receiver) -> list[str]:
     return [s for s in secrets if s in text]
 
 
-@pytest.mark.parametrize("renderer", ["json", "console"])  # console: tracebacks as plain text, no locals
+# json: serve's; console: a TTY's; default: structlog never configured (an embedder's app), whose
+# renderer prints tracebacks with rich, locals shown: only a traceback logged as text is safe there
+@pytest.mark.parametrize("renderer", ["json", "console", "default"])
 async def test_no_secret_appears_in_any_log_line(
     served: tuple[str, Receiver, FakeEngine, Outbox], caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch, renderer: str,
@@ -145,7 +165,11 @@ async def test_no_secret_appears_in_any_log_line(
     monkeypatch.setattr(Outbox, "enqueue", enqueue_once_failing)
     buf = io.StringIO()
     caplog.set_level(logging.DEBUG)
-    configure_logging("debug", json=renderer == "json", stream=buf)
+    if renderer == "default":
+        structlog.reset_defaults()
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(buf))
+    else:
+        configure_logging("debug", json=renderer == "json", stream=buf)
     try:
         sent = await drive(base, receiver, engine)
         await outbox.wait_idle(10)

@@ -23,8 +23,8 @@ def basic(request: web.Request, accounts: Mapping[str, str], path_account: str) 
     if scheme.lower() != "basic" or not value:
         raise _fail("authentication required: HTTP Basic with the account SID and auth token")
     try:
-        sid, sep, token = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        sid, sep, token = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeError):  # not base64 (non-ASCII bytes among it), not UTF-8
         raise _fail() from None
     expected = accounts.get(sid)
     # compare_digest on a dummy too, so an unknown SID takes as long as a wrong token
@@ -40,10 +40,11 @@ def bearer(request: web.Request, accounts: Mapping[str, str]) -> str:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise _fail("authentication required: Authorization: Bearer <API key>")
-    key = key.strip()
+    # aiohttp hands undecodable header bytes over as surrogates: encode them back, never raise
+    presented = key.strip().encode("utf-8", "surrogateescape")
     found = None
     for sid, token in accounts.items():
-        if hmac.compare_digest(token.encode(), key.encode()):
+        if hmac.compare_digest(token.encode(), presented):
             found = sid
     if found is None:
         raise _fail("authentication failed: unknown API key")

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ari_amd.api.context import ApiContext
+from ari_amd.api.errors import plain_traceback
 from ari_amd.calls.model import Call, CallEvent, CallEventKind, CallStatus
 from ari_amd.detect import Verdict
 
@@ -99,7 +100,7 @@ class CallDriver:
             elif kind is CallEventKind.COMPLETED:
                 await self._complete(status, at)
         except Exception:
-            self.log.exception("driver_step_failed", step=kind.value)
+            self.log.error("driver_step_failed", step=kind.value, exception=plain_traceback())
 
     async def _complete(self, status: CallStatus, at: datetime) -> None:
         self._unlisten()

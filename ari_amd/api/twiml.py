@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 
+from ari_amd.api.errors import plain_traceback
 from ari_amd.calls.model import Call, Engine
 
 # (url, method, extra params) -> (document, the URL it came from, for relative URLs in it)
@@ -163,7 +164,7 @@ class TwimlRunner:
         except asyncio.CancelledError:
             raise  # a new Url from the API replaces this run
         except Exception:
-            self.log.exception("twiml_failed")
+            self.log.error("twiml_failed", exception=plain_traceback())
             await self.engine.hangup(self.call)
 
     async def _verbs(self, verbs: list[Verb], base: str) -> object:

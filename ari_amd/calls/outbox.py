@@ -17,6 +17,7 @@ import json as jsonlib
 import random
 import sqlite3
 import time
+import traceback
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -276,7 +277,7 @@ class Outbox:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database error: keep the worker alive, try again shortly
-                log.exception("outbox_worker_error")
+                log.error("outbox_worker_error", exception=traceback.format_exc())  # text: see plain_traceback
                 await asyncio.sleep(1.0)
 
     async def _step(self) -> None:
@@ -344,7 +345,7 @@ class Outbox:
         try:
             await self._record(d, attempt, status, error, retry, retry_after, target)
         except Exception:  # the row stays pending: sent again later (at least once)
-            log.exception("outbox_update_failed", url=target)
+            log.error("outbox_update_failed", url=target, exception=traceback.format_exc())
         finally:
             self._inflight.discard(d.key)
             self._wake.set()

@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
@@ -139,3 +139,39 @@ def test_the_api_answers_every_generated_request_as_documented(case: schemathesi
         # what a schema cannot describe. The dialect tests pin those rules.
         excluded_checks=[negative_data_rejection, positive_data_acceptance],
     )
+
+
+def raw_post(port: int, path: str, authorization: bytes, body: bytes, content_type: bytes) -> int:
+    """One POST written byte for byte (no client library would send these headers); its status."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + authorization
+            + b"\r\nContent-Type: " + content_type + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n" + body
+        )
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+_HEADER_BYTES = st.binary(max_size=80).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    path=st.sampled_from([f"/2010-04-01/Accounts/{SID}/Calls.json", f"/v1/Account/{SID}/Call/", "/v2/calls"]),
+    scheme=st.sampled_from([b"Basic ", b"Bearer ", b"basic ", b"", b"Digest "]),
+    credential=st.one_of(_HEADER_BYTES, _HEADER_BYTES.map(base64.b64encode), st.just(base64.b64encode(f"{SID}:".encode()))),
+    body=st.one_of(st.binary(max_size=200), st.just(b"{}"), st.just(b"To=1&From=2")),
+    content_type=st.sampled_from([b"application/json", b"application/x-www-form-urlencoded", b"text/plain", b"multipart/form-data"]),
+)
+def test_any_authorization_bytes_are_refused_cleanly(
+    served: Served, path: str, scheme: bytes, credential: bytes, body: bytes, content_type: bytes
+) -> None:
+    """Credentials are checked before the body is read: whatever the bytes, a 401 (or aiohttp's
+    own 400 for a header it cannot parse), never a 500."""
+    assert raw_post(served.port, path, scheme + credential, body, content_type) in (400, 401)

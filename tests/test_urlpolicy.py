@@ -231,3 +231,37 @@ def test_the_service_settings_reach_the_api() -> None:
     assert (s.max_calls_per_account, s.max_body_bytes) == (5, 4096)
     d = ApiSettings.coerce(load_settings(None, {}))
     assert d.url_policy == UrlPolicy() and d.max_calls_per_account == 100 and d.max_body_bytes == 64 * 1024
+
+
+def test_ipv4_compatible_and_nat64_addresses_are_judged_by_their_ipv4() -> None:
+    assert "metadata" in (UrlPolicy().reason("http://[::169.254.169.254]/") or "")
+    assert "metadata" in (UrlPolicy().reason("http://[64:ff9b::a9fe:a9fe]/") or "")
+    assert "loopback" in (UrlPolicy(deny=("loopback",)).reason("http://[::ffff:127.0.0.1]/") or "")
+    assert UrlPolicy().reason("http://[::1]/") is None  # ::1 is loopback, not ::0.0.0.1
+
+
+async def test_an_attempt_that_raises_something_unexpected_is_retried_not_stuck(
+    tmp_path: Path, server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ari_amd.calls.outbox as outbox_module
+
+    port, hits = server
+    real = outbox_module.request
+    calls: list[int] = []
+
+    async def flaky(*a: object, **kw: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await real(*a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox_module, "request", flaky)
+    box = Outbox(tmp_path / "o.db", base_delay_s=0.01, max_delay_s=0.02, horizon_s=30)
+    await box.start()
+    try:
+        key = await box.enqueue(f"http://127.0.0.1:{port}/ok", form={"a": "1"})
+        await box.wait_idle(5)
+        assert (await box.states())[key] == ("delivered", 2)
+    finally:
+        await box.close()
+    assert hits == ["/ok"]

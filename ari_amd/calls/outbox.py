@@ -342,6 +342,9 @@ class Outbox:
         except asyncio.CancelledError:
             self._inflight.discard(d.key)
             raise
+        except Exception:  # a bug (ours or aiohttp's): retried like a network error, never stuck in flight
+            status, error, retry = 0, "unexpected error", True
+            log.error("callback_attempt_failed", key=d.key, url=target, exception=traceback.format_exc())
         try:
             await self._record(d, attempt, status, error, retry, retry_after, target)
         except Exception:  # the row stays pending: sent again later (at least once)

@@ -135,7 +135,7 @@ def _embedded_v4(addr: Address) -> Address:
             return addr.ipv4_mapped
         if addr.sixtofour is not None:
             return addr.sixtofour
-        if addr in _N("64:ff9b::/96"):
+        if addr in _N("64:ff9b::/96") or (addr in _N("::/96") and int(addr) > 1):  # NAT64; IPv4-compatible ::a.b.c.d
             return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
     return addr
 
@@ -262,7 +262,11 @@ class PolicyResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
-        self.policy.check_resolved(host, (ipaddress.ip_address(r["host"]) for r in results))
+        try:
+            addresses = [ipaddress.ip_address(r["host"]) for r in results]
+        except ValueError:
+            raise UrlRefused(f"{host} resolved to something that is not an address") from None
+        self.policy.check_resolved(host, addresses)
         return results
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import tempfile
 import threading
@@ -29,7 +30,8 @@ from tests.test_api_fakes import SID, TOKEN, FakeEngine, Script, free_port, sett
 
 # schemathesis's own strategies use `random` (its issue, not ours): keep the report readable
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
-MAX_EXAMPLES = 60  # per operation: the whole module stays well under a minute
+# per operation: the module stays well under a minute; ARI_AMD_FUZZ_EXAMPLES=500 for a deeper run
+MAX_EXAMPLES = int(os.environ.get("ARI_AMD_FUZZ_EXAMPLES", "60"))
 
 
 class Served:

@@ -79,6 +79,8 @@ def test_a_broad_allow_does_not_open_the_defaults_but_a_named_range_does() -> No
     assert UrlPolicy(allow=("169.254.10.0/24",)).reason("http://169.254.169.254/") is not None
     assert UrlPolicy(allow=("link-local",)).reason("http://169.254.10.5/") is None
     assert UrlPolicy(allow=("metadata.google.internal",)).reason("http://metadata.google.internal/") is None
+    assert UrlPolicy(allow=("metadata",)).reason("http://169.254.169.254/") is None  # inside link-local too
+    assert "metadata" in (UrlPolicy(allow=("link-local",)).reason("http://169.254.169.254/") or "")
 
 
 def test_a_non_empty_allow_is_an_allowlist() -> None:

@@ -115,12 +115,15 @@ class _Entries:
         return any(addr in n for n in self.networks) or any(_in_class(addr, c) for c in self.classes)
 
     def lifts(self, klass: str, addr: Address) -> bool:
-        """An explicit exception to a default-denied class: the class by name, or a range inside it."""
+        """An explicit exception to a default-denied class: the class by name, or a range inside it
+        (an allowed class counts as its ranges: "metadata" opens 169.254.169.254 inside link-local,
+        "link-local" does not open the metadata address)."""
         if klass in self.classes:
             return True
+        ranges = [*self.networks, *(n for c in self.classes for n in CLASSES[c])]
         return any(
             addr in n and any(n.version == d.version and n.subnet_of(d) for d in CLASSES[klass])  # type: ignore[arg-type]
-            for n in self.networks
+            for n in ranges
         )
 
 

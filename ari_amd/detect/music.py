@@ -30,14 +30,16 @@ ABOVE_FLOOR_DB = 3.0
 NOTE_HZ = 12.0  # a held note stays this close to the pitch it started at
 NOTE_FRAC = 0.15  # a peak weaker than this share of the band is not followed
 NOTE_MIN_FRAMES = 6  # 120 ms at one pitch is a note, not a vowel
+NOTE_ONSET_FRAMES = 10  # a note counts as begun once held 200 ms: few vowels hold a pitch that long
 NOTE_SHARE = 0.2  # share of a 1 s window in held notes
 NOTE_ONSETS = 3  # distinct notes that began, at least 100 ms apart, within NOTE_ONSETS_MS
 NOTE_ONSET_GAP_MS = 100
+NOTE_SLOTS = 3
+NOTE_MISS_FRAMES = 1
 NEW_NOTE_HZ = 36.0  # a note this far from every other in the window is a new one
 NOTE_ONSETS_MS = 2_500
 NOTE_ABOVE_QUIET_DB = 3.0
 NOTE_LO_HZ = 280.0  # below this, the band's edge and mains hum harmonics
-NOTE_AFTER_SPEECH_FRAMES = 10  # a vowel's tail outlasts the VAD's speech by up to 200 ms
 
 
 class MusicTracker:
@@ -45,13 +47,13 @@ class MusicTracker:
         self._peaks: deque[tuple[float, float]] = deque(maxlen=2)
         self._steady: deque[bool] = deque(maxlen=WINDOW)
         self._count = 0
-        # Two note slots (a chord's notes take turns on top): [pitch, frames held].
-        self._notes = [[0.0, 0], [0.0, 0]]
+        # Note slots: a chord's notes take turns among the two strongest peaks.
+        self._notes = [[0.0, 0, 0] for _ in range(NOTE_SLOTS)]  # [pitch, frames held, frames missed]
         self._held: deque[bool] = deque(maxlen=WINDOW)
         self._held_count = 0
         self._onsets: deque[tuple[int, float]] = deque()  # when held notes began (audio ms), at what pitch
         self._quiet_db: float | None = None  # the quietest floor so far
-        self._since_speech = NOTE_AFTER_SPEECH_FRAMES + 1
+        self.notes = False  # the held-note cue alone: music playing now, even where the VAD hears a voice
         self.music_at: int | None = None  # when music was last heard (audio ms)
 
     def update(
@@ -65,12 +67,10 @@ class MusicTracker:
         peak2_frac: float = 0.0,
         level_db: float | None = None,
         floor_db: float | None = None,
-        speech: bool = False,
     ) -> bool:
         """tone: the frame belongs to a single tone (beep, fax): that is not a steady peak of music.
         above_floor_db: mains hum holds steady peaks too, but it *is* the floor.
-        level_db, floor_db: this frame's level and the VAD's floor, for the held-note cue.
-        speech: the VAD heard a voice: its vowels are not notes."""
+        level_db, floor_db: this frame's level and the VAD's floor, for the held-note cue."""
         steady = not tone and above_floor_db >= ABOVE_FLOOR_DB and peak_frac >= STEADY_FRAC and any(
             abs(peak_hz - a) <= STEADY_HZ or abs(peak_hz - b) <= STEADY_HZ for a, b in self._peaks
         )
@@ -81,49 +81,53 @@ class MusicTracker:
         self._count += steady
         music = len(self._steady) == WINDOW and self._count >= MUSIC_SHARE * WINDOW
         if level_db is not None and floor_db is not None:
-            music = self._held_notes(t_ms, peak_hz, peak_frac, peak2_hz, peak2_frac, level_db, floor_db, speech) or music
+            self.notes = self._held_notes(t_ms, peak_hz, peak_frac, peak2_hz, peak2_frac, level_db, floor_db)
+            music = music or self.notes
         if music:
             self.music_at = t_ms
         return music
 
     def _held_notes(
-        self, t_ms: int, hz1: float, frac1: float, hz2: float, frac2: float, level_db: float, floor_db: float,
-        speech: bool,
+        self, t_ms: int, hz1: float, frac1: float, hz2: float, frac2: float, level_db: float, floor_db: float
     ) -> bool:
         quiet = self._quiet_db = floor_db if self._quiet_db is None else min(self._quiet_db, floor_db)
-        a, b = self._notes
-        self._since_speech = 0 if speech else self._since_speech + 1
-        if (
-            self._since_speech <= NOTE_AFTER_SPEECH_FRAMES
-            or level_db - quiet < NOTE_ABOVE_QUIET_DB
-            or (frac1 < NOTE_FRAC and frac2 < NOTE_FRAC)
-        ):
-            a[1] = b[1] = 0
-            held = False
+        slots = self._notes
+        held = False
+        if level_db - quiet < NOTE_ABOVE_QUIET_DB or (frac1 < NOTE_FRAC and frac2 < NOTE_FRAC):
+            for slot in slots:
+                slot[1] = 0
         else:
             free1 = frac1 >= NOTE_FRAC and hz1 >= NOTE_LO_HZ
             free2 = frac2 >= NOTE_FRAC and hz2 >= NOTE_LO_HZ
-            for slot in (a, b):
-                if slot[1] and free1 and abs(hz1 - slot[0]) <= NOTE_HZ:
+            for slot in slots:
+                if not slot[1]:
+                    continue
+                if free1 and abs(hz1 - slot[0]) <= NOTE_HZ:
                     free1 = False
-                elif slot[1] and free2 and abs(hz2 - slot[0]) <= NOTE_HZ:
+                elif free2 and abs(hz2 - slot[0]) <= NOTE_HZ:
                     free2 = False
+                elif slot[2] < NOTE_MISS_FRAMES:
+                    # A chord has more notes than two peaks show: one may drop out for a frame.
+                    slot[2] += 1
+                    held = held or slot[1] >= NOTE_MIN_FRAMES
+                    continue
                 else:
                     slot[1] = 0
                     continue
                 slot[1] += 1
-                if slot[1] == NOTE_MIN_FRAMES:
-                    # A new note: later than the last, at a pitch not heard in the window. A beep
-                    # that dips and comes back, or its harmonic, is not a new note.
+                slot[2] = 0
+                held = held or slot[1] >= NOTE_MIN_FRAMES
+                if slot[1] == NOTE_ONSET_FRAMES:
+                    # A new note, at a pitch not heard in the window. A beep that dips and
+                    # comes back is not a new note.
                     onsets = self._onsets
                     if all(abs(slot[0] - hz) > NEW_NOTE_HZ for _, hz in onsets):
                         onsets.append((t_ms, slot[0]))
             for hz, free in ((hz1, free1), (hz2, free2)):
                 if free:
-                    slot = a if a[1] == 0 else b
-                    if slot[1] == 0:
-                        slot[0], slot[1] = hz, 1
-            held = a[1] >= NOTE_MIN_FRAMES or b[1] >= NOTE_MIN_FRAMES
+                    # Into an empty slot, or else the one holding the shortest note.
+                    slot = min(slots, key=_slot_age)
+                    slot[0], slot[1], slot[2] = hz, 1, 0
         window = self._held
         if len(window) == WINDOW:
             self._held_count -= window[0]
@@ -139,3 +143,7 @@ class MusicTracker:
 
     def heard_within(self, t_ms: int, span_ms: int) -> bool:
         return self.music_at is not None and t_ms - self.music_at <= span_ms
+
+
+def _slot_age(slot: list) -> int:
+    return slot[1]

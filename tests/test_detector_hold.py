@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ari_amd.detect import AmdParams, AnsweredBy, Mode, classify
 from ari_amd.detect.machine import GREETING_HOLD_SILENCE_MS
 from ari_amd.synth import make_clip
@@ -51,3 +53,24 @@ def test_a_hangup_during_the_hold_is_human() -> None:
     cut = c.samples[: 8 * (c.first_utterance_end_ms + 1_800)]  # after SpeechEndThreshold, inside the hold
     v = classify(cut)[-1]
     assert v.answered_by is AnsweredBy.HUMAN
+
+
+def test_a_short_second_hello_after_a_held_one_gets_twilio_timing() -> None:
+    """A long hello, 1.6 s of waiting (inside the hold), then a short "Hello?": decided
+    SpeechEndThreshold after the second one, not held again."""
+    checked = 0
+    for seed in SEEDS:
+        a = make_clip("human_residential", seed, text="Hi, this is Sam, who's calling?", second_hello=False, **CLEAN)
+        b = make_clip("human_residential", seed + 100, text="Hello?", second_hello=False, **CLEAN)
+        assert a.first_utterance_end_ms is not None and b.speech_onset_ms is not None
+        assert b.first_utterance_end_ms is not None
+        cut_a = 8 * (a.first_utterance_end_ms + 1_600)
+        from_b = 8 * max(0, b.speech_onset_ms - 100)
+        samples = np.concatenate((a.samples[:cut_a], b.samples[from_b:]))
+        second_end = (cut_a + 8 * b.first_utterance_end_ms - from_b) // 8
+        v = classify(samples)[-1]
+        assert v.answered_by is AnsweredBy.HUMAN
+        if v.duration_ms > second_end:
+            assert v.duration_ms - second_end <= 1_500
+            checked += 1
+    assert checked >= 4

@@ -76,7 +76,8 @@ class AmdStateMachine:
         self._rise_at_start = 0
         self._silence_origin = 0  # SilenceTimeout counts from here: answer, or the end of ringback
         self._run_closed = False  # SpeechEndThreshold of silence ended the run; the next speech starts a new one
-        self._held = False  # a greeting-length utterance: the human decision waits for a beep
+        self._held = False  # a greeting-length run has closed: Twilio's rule said human, we held it
+        self._holding = False  # the run that closed was greeting-length: the human decision waits for a beep
 
     # --- one frame ----------------------------------------------------------
     def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
@@ -166,12 +167,16 @@ class AmdStateMachine:
                 self.state = State.GREETING
             elif not self._in_speech and (silence := self._silence(t_ms)) >= p.speech_end_threshold_ms:
                 if not self._run_closed:
-                    # Twilio's run ends here. A greeting-length one holds the decision.
+                    # Twilio's run ends here. A greeting-length one holds the decision; a short
+                    # one after it (a second "Hello?") gets Twilio's timing again.
                     self._run_closed = True
-                    self._held = self._held or run >= min(GREETING_HOLD_MIN_MS, p.speech_threshold_ms)
-                limit = max(p.speech_end_threshold_ms, GREETING_HOLD_SILENCE_MS) if self._held else p.speech_end_threshold_ms
+                    self._holding = run >= min(GREETING_HOLD_MIN_MS, p.speech_threshold_ms)
+                    self._held = self._held or self._holding
+                limit = p.speech_end_threshold_ms
+                if self._holding:
+                    limit = max(limit, GREETING_HOLD_SILENCE_MS)
                 if silence >= limit:
-                    held = f", held to {limit}ms for a beep after a greeting-length utterance" if self._held else ""
+                    held = f", held to {limit}ms for a beep after a greeting-length utterance" if self._holding else ""
                     return events + self._decide(
                         AnsweredBy.HUMAN,
                         t_ms,

@@ -90,15 +90,16 @@ class Detector:
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
+            # Before anyone speaks, ringback-band tone is call progress, never a voice.
+            progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
+            # Music in held notes (as of the frame before) is voiced too, but it is not a voice.
+            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress or music.notes, f1[i])
             playing = music.update(
-                t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor, f2[i], band[i], floor
+                t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor, f2[i], band[i], floor,
+                voice.speech,
             )
             if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
                 obs = replace(obs, beep=None)  # a note of the hold music, not a beep
-            # Before anyone speaks, ringback-band tone is call progress, never a voice.
-            progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
-            # Music in held notes is voiced too, but it is not a voice.
-            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress or music.notes, f1[i])
             if trace is not None:
                 trace.append(
                     TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)

@@ -39,6 +39,13 @@ NOTE_MISS_FRAMES = 1
 NEW_NOTE_HZ = 36.0  # a note this far from every other in the window is a new one
 NOTE_ONSETS_MS = 2_500
 NOTE_ABOVE_QUIET_DB = 3.0
+DRONE_FRAC = 0.3
+DRONE_HZ = 80.0  # the peak stays this close to the band's centre...
+DRONE_CENTRE_RATE = 0.1
+DRONE_MISS_FRAMES = 3  # ...with at most this many frames away in a row...
+DRONE_FRAMES = 50  # ...for a second...
+DRONE_RANGE_HZ = 25.0  # ...wandering at least this far...
+DRONE_JITTER_HZ = 6.0  # ...and this much per frame on average (a beep moves 0-3 Hz)
 NOTE_LO_HZ = 280.0  # below this, the band's edge and mains hum harmonics
 
 
@@ -53,6 +60,8 @@ class MusicTracker:
         self._held_count = 0
         self._onsets: deque[tuple[int, float]] = deque()  # when held notes began (audio ms), at what pitch
         self._quiet_db: float | None = None  # the quietest floor so far
+        self._drone_state: list = [0.0, 0, 0, 0.0, 0.0, 0.0]  # centre, frames, misses, lowest, highest, |steps|
+        self._drone_prev_hz = 0.0
         self.notes = False  # the held-note cue alone: music playing now, even where the VAD hears a voice
         self.music_at: int | None = None  # when music was last heard (audio ms)
 
@@ -67,10 +76,12 @@ class MusicTracker:
         peak2_frac: float = 0.0,
         level_db: float | None = None,
         floor_db: float | None = None,
+        speech: bool = False,
     ) -> bool:
         """tone: the frame belongs to a single tone (beep, fax): that is not a steady peak of music.
         above_floor_db: mains hum holds steady peaks too, but it *is* the floor.
-        level_db, floor_db: this frame's level and the VAD's floor, for the held-note cue."""
+        level_db, floor_db: this frame's level and the VAD's floor, for the held-note cue.
+        speech: the VAD hears a voice in this frame (a monotone voice can pass for a drone)."""
         steady = not tone and above_floor_db >= ABOVE_FLOOR_DB and peak_frac >= STEADY_FRAC and any(
             abs(peak_hz - a) <= STEADY_HZ or abs(peak_hz - b) <= STEADY_HZ for a, b in self._peaks
         )
@@ -82,7 +93,7 @@ class MusicTracker:
         music = len(self._steady) == WINDOW and self._count >= MUSIC_SHARE * WINDOW
         if level_db is not None and floor_db is not None:
             self.notes = self._held_notes(t_ms, peak_hz, peak_frac, peak2_hz, peak2_frac, level_db, floor_db)
-            music = music or self.notes
+            music = music or self.notes or self._drone(peak_hz, peak_frac, level_db, speech)
         if music:
             self.music_at = t_ms
         return music
@@ -140,6 +151,30 @@ class MusicTracker:
             return False
         # Notes that all began together are one sound (a beep and its harmonic, a dual tone).
         return onsets[-1][0] - onsets[0][0] >= NOTE_ONSET_GAP_MS
+
+    def _drone(self, hz: float, frac: float, level_db: float, speech: bool) -> bool:
+        """Chords whose notes lie closer than the 20 ms frames resolve: one peak that wanders
+        to and fro within a narrow band, second after second. A beep holds its pitch (or
+        glides smoothly); a voice has gaps between its syllables."""
+        assert self._quiet_db is not None
+        ok = frac >= DRONE_FRAC and level_db - self._quiet_db >= NOTE_ABOVE_QUIET_DB
+        d = self._drone_state
+        if speech:
+            d[1] = 0
+        elif ok and d[1] and abs(hz - d[0]) <= DRONE_HZ:
+            d[0] += DRONE_CENTRE_RATE * (hz - d[0])
+            d[1] += 1
+            d[2] = 0
+            d[3], d[4] = min(d[3], hz), max(d[4], hz)
+            d[5] += abs(hz - self._drone_prev_hz)
+        elif d[1] and d[2] < DRONE_MISS_FRAMES:
+            d[2] += 1
+        elif ok:
+            d[:] = [hz, 1, 0, hz, hz, 0.0]
+        else:
+            d[1] = 0
+        self._drone_prev_hz = hz
+        return d[1] >= DRONE_FRAMES and d[4] - d[3] >= DRONE_RANGE_HZ and d[5] >= DRONE_JITTER_HZ * d[1]
 
     def heard_within(self, t_ms: int, span_ms: int) -> bool:
         return self.music_at is not None and t_ms - self.music_at <= span_ms

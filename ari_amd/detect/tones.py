@@ -99,6 +99,9 @@ class ToneObservation:
 
 
 
+_NOTHING = ToneObservation(tone=False)
+
+
 class ToneTracker:
     """Per-call tone state. Feed one frame at a time, in order."""
 
@@ -114,6 +117,7 @@ class ToneTracker:
         self._v21_lo, self._v21_hi = 1e9, 0.0
         self.fax_found: str | None = None
         self._sit_runs: deque[ToneRun] = deque(maxlen=len(SIT_BANDS))
+        self._sit_changed = False
         self.runs: list[ToneRun] = []  # every finished tone run, for evidence
 
     def update(
@@ -173,6 +177,8 @@ class ToneTracker:
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
         beep = self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
+        if not (is_tone or candidate or fax or sit or beep or cpt or self._cpt_ms):
+            return _NOTHING  # most frames: one shared, immutable observation
         return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms)
 
     # --- fax -----------------------------------------------------------------
@@ -207,6 +213,7 @@ class ToneTracker:
         run.purity /= run.frames
         self.runs.append(run)
         self._sit_runs.append(run)
+        self._sit_changed = True
         pending = self._pending
         if not _beep_like(run):
             if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
@@ -256,6 +263,9 @@ class ToneTracker:
 
     # --- SIT -----------------------------------------------------------------
     def _sit_complete(self) -> bool:
+        if not self._sit_changed:  # the verdict on the last three runs stands until another ends
+            return False
+        self._sit_changed = False
         runs = list(self._sit_runs)
         if len(runs) < len(SIT_BANDS):
             return False

@@ -129,7 +129,14 @@ class AmdStateMachine:
             events.append(AmdEvent(EventKind.SPEECH_END, self._last_speech_end))
 
         p = self.params
-        if music and not self._in_speech and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS:
+        # While a tone sounds or a beep-like one waits for quiet, what seems music may be a
+        # beep of three tones: let the beep decide first.
+        if (
+            music
+            and not self._in_speech
+            and not (tones.tone or tones.beep_pending)
+            and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS
+        ):
             self._last_tone_end = t_ms  # music is not silence
             if self.state is State.SPEECH:
                 # Beyond Twilio: people don't play hold music. Speech, then music: a machine.

@@ -30,6 +30,7 @@ STEADY_FRAC = 0.25  # and must hold this share of the band
 WINDOW = 50  # frames (1 s)
 MUSIC_SHARE = 0.6
 ABOVE_FLOOR_DB = 3.0
+MUSIC_SPANS = 8  # recent stretches of music remembered, for vetoing beeps
 
 ABOVE_QUIET_DB = 3.0  # held notes and drones: this far over the quietest floor so far
 NOTE_HZ = 12.0  # a held note stays this close to the pitch it started at
@@ -70,6 +71,7 @@ class MusicTracker:
         self._drone_prev_hz = 0.0
         self.notes = False  # the held-note cue alone: music now, even where the VAD hears a voice
         self.music_at: int | None = None  # when music was last heard (audio ms)
+        self._spans: deque[list[int]] = deque(maxlen=MUSIC_SPANS)  # [first, last] frame of recent music
 
     def update(
         self,
@@ -114,11 +116,18 @@ class MusicTracker:
             self.notes = self._held_notes(t_ms, peak_hz, peak_frac, peak2_hz, peak2_frac, loud)
             music = self._drone_step(peak_hz, loud and peak_frac >= DRONE_FRAC, speech) or self.notes or music
         if music:
+            spans = self._spans
+            if spans and spans[-1][1] == self.music_at:
+                spans[-1][1] = t_ms
+            else:
+                spans.append([t_ms, t_ms])
             self.music_at = t_ms
         return music
 
     def heard_within(self, t_ms: int, span_ms: int) -> bool:
-        return self.music_at is not None and t_ms - self.music_at <= span_ms
+        """Was music heard in the span_ms before t_ms? (Not after: a beep's own tones, three
+        in a row, can pass for music while they sound; they must not veto that beep.)"""
+        return any(start < t_ms and end >= t_ms - span_ms for start, end in self._spans)
 
     def _held_notes(self, t_ms: int, hz1: float, frac1: float, hz2: float, frac2: float, loud: bool) -> bool:
         held = False

@@ -96,6 +96,7 @@ class ToneObservation:
     beep: Beep | None = None  # a beep confirmed over (ended into quiet) at this frame
     call_progress: bool = False  # a frame of ringback-band tone
     call_progress_ms: int = 0  # how long it has lasted
+    beep_pending: bool = False  # a beep-like tone (group) has ended and is waiting for quiet
 
 
 
@@ -177,9 +178,10 @@ class ToneTracker:
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
         beep = self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
-        if not (is_tone or candidate or fax or sit or beep or cpt or self._cpt_ms):
+        pending = self._pending is not None
+        if not (is_tone or candidate or fax or sit or beep or cpt or self._cpt_ms or pending):
             return _NOTHING  # most frames: one shared, immutable observation
-        return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms)
+        return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms, pending)
 
     # --- fax -----------------------------------------------------------------
     def _track_fax(self, tonal: bool, peak_hz: float, peak_frac: float, fsk_frac: float, loud: bool) -> str | None:

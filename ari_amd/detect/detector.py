@@ -18,6 +18,7 @@ from ari_amd.detect.verdict import AmdEvent, Verdict
 
 
 MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music is a note of it
+FEED_BLOCK_FRAMES = 250  # frames analysed in one vectorised step (5 s)
 
 
 class TraceRow(NamedTuple):
@@ -75,9 +76,20 @@ class Detector:
         buf = np.concatenate((self._pending, x)) if len(self._pending) else x
         n = len(buf) // FRAME
         self._pending = buf[n * FRAME :].copy()
-        if n == 0:
-            return []
-        feats = analyze(buf[: n * FRAME].reshape(n, FRAME))
+        events: list[AmdEvent] = []
+        # A long chunk (a whole file) is analysed a few seconds at a time, so the audio after
+        # the final verdict is never analysed. Features are per frame: same verdicts either way.
+        for start in range(0, n, FEED_BLOCK_FRAMES):
+            stop = min(n, start + FEED_BLOCK_FRAMES)
+            events += self._frames(buf[start * FRAME : stop * FRAME].reshape(stop - start, FRAME))
+            if self.done:
+                self._pending = np.zeros(0, dtype=np.float32)
+                break
+        return events
+
+    def _frames(self, frames: np.ndarray) -> list[AmdEvent]:
+        n = len(frames)
+        feats = analyze(frames)
         events: list[AmdEvent] = []
         vad, tones, music, machine, trace = self.vad, self.tones, self.music, self.machine, self.trace
         band = feats.band_db.tolist()
@@ -106,7 +118,6 @@ class Detector:
                 )
             events += machine.step(t_ms, voice, obs, playing)
             if self.done:
-                self._pending = np.zeros(0, dtype=np.float32)
                 break
         return events
 

@@ -12,7 +12,9 @@ DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
 Beyond Twilio's rules:
                   a tone sounding is not silence: it holds the human decision
                   a beep before the human decision   -> machine (a short greeting, then the beep)
-                  music after speech                 -> machine
+                  after a run of >= 1 s, the human decision waits for 2.5 s of silence
+                  (a beep, music or more greeting may yet come); a hangup then is human
+                  music after speech                 -> machine (not while a tone may be a beep)
                   SIT tones                          -> unknown, cause sit_tone
                   ringback before anyone speaks      -> ignored; SilenceTimeout restarts after it
 """

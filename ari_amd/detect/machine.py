@@ -12,7 +12,7 @@ DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
 Beyond Twilio's rules:
                   a tone sounding is not silence: it holds the human decision
                   a beep before the human decision   -> machine (a short greeting, then the beep)
-                  after a run of >= 1 s, the human decision waits for 2.5 s of silence
+                  after a run of >= 1 s, the human decision waits for 2.8 s of silence
                   (a beep, music or more greeting may yet come); a hangup then is human
                   music after speech                 -> machine (not while a tone may be a beep)
                   SIT tones                          -> unknown, cause sit_tone
@@ -39,10 +39,11 @@ BEEP_GRACE_MS = 2_500
 CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
 MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
 # "Hello?" is short (median 0.6 s); "Leave a message." and other short greetings run
-# about a second and more, and their beep follows 1-2.5 s later. After an utterance this
-# long, the human decision waits for that much silence, so a beep can still be heard.
+# about a second and more, and their beep follows 1-2.5 s later (the VAD ends an utterance
+# up to 0.3 s before its last sound). After an utterance this long, the human decision
+# waits for that much silence, so a beep can still be heard.
 GREETING_HOLD_MIN_MS = 1_000
-GREETING_HOLD_SILENCE_MS = 2_500
+GREETING_HOLD_SILENCE_MS = 2_800
 
 
 def _in_cpt_band(hz: float) -> bool:

@@ -188,9 +188,7 @@ class MusicTracker:
 
     def _drone_step(self, hz: float, ok: bool, speech: bool) -> bool:
         d = self._drone
-        if speech:
-            d[1] = 0
-        elif ok and d[1] and abs(hz - d[0]) <= DRONE_HZ:
+        if ok and not speech and d[1] and abs(hz - d[0]) <= DRONE_HZ:
             d[0] += DRONE_CENTRE_RATE * (hz - d[0])
             d[1] += 1
             d[2] = 0
@@ -201,7 +199,7 @@ class MusicTracker:
             d[5] += abs(hz - self._drone_prev_hz)
         elif d[1] and d[2] < DRONE_MISS_FRAMES:
             d[2] += 1
-        elif ok:
+        elif ok and not speech:
             d[0], d[1], d[2], d[3], d[4], d[5] = hz, 1, 0, hz, hz, 0.0
         else:
             d[1] = 0

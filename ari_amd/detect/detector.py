@@ -18,6 +18,7 @@ from ari_amd.detect.verdict import AmdEvent, Verdict
 
 
 MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music is a note of it
+FEED_BLOCK_FRAMES = 250  # frames analysed in one vectorised step (5 s)
 
 
 class TraceRow(NamedTuple):
@@ -75,9 +76,20 @@ class Detector:
         buf = np.concatenate((self._pending, x)) if len(self._pending) else x
         n = len(buf) // FRAME
         self._pending = buf[n * FRAME :].copy()
-        if n == 0:
-            return []
-        feats = analyze(buf[: n * FRAME].reshape(n, FRAME))
+        events: list[AmdEvent] = []
+        # A long chunk (a whole file) is analysed a few seconds at a time, so the audio after
+        # the final verdict is never analysed. Features are per frame: same verdicts either way.
+        for start in range(0, n, FEED_BLOCK_FRAMES):
+            stop = min(n, start + FEED_BLOCK_FRAMES)
+            events += self._frames(buf[start * FRAME : stop * FRAME].reshape(stop - start, FRAME))
+            if self.done:
+                self._pending = np.zeros(0, dtype=np.float32)
+                break
+        return events
+
+    def _frames(self, frames: np.ndarray) -> list[AmdEvent]:
+        n = len(frames)
+        feats = analyze(frames)
         events: list[AmdEvent] = []
         vad, tones, music, machine, trace = self.vad, self.tones, self.music, self.machine, self.trace
         band = feats.band_db.tolist()
@@ -90,19 +102,22 @@ class Detector:
             t_ms = self._frames_done * FRAME_MS
             floor = vad.floor_db if vad.floor_db is not None else band[i]
             obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
-            playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor)
-            if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
-                obs = replace(obs, beep=None)  # a note of the hold music, not a beep
             # Before anyone speaks, ringback-band tone is call progress, never a voice.
             progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
-            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress, f1[i])
+            # Music in held notes (as of the frame before) is voiced too, but it is not a voice.
+            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress or music.notes, f1[i])
+            playing = music.update(
+                t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor, f2[i], band[i], floor,
+                voice.speech,
+            )
+            if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+                obs = replace(obs, beep=None)  # a note of the hold music, not a beep
             if trace is not None:
                 trace.append(
                     TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
                 )
             events += machine.step(t_ms, voice, obs, playing)
             if self.done:
-                self._pending = np.zeros(0, dtype=np.float32)
                 break
         return events
 

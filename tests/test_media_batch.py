@@ -95,6 +95,33 @@ def test_chunks_of_any_size_give_offline_verdicts(clips: list[np.ndarray], chunk
     assert session.detector.verdicts == classify(samples, MODES[1])
 
 
+def test_packets_of_mixed_sizes_and_types_keep_their_order(clips: list[np.ndarray]) -> None:
+    # 160-sample int16 packets take the bulk-scaled path, others the float path: a call switching
+    # between them within a tick must still be decided in arrival order, frame for frame.
+    rng = np.random.default_rng(5)
+    batch = FrameBatch()
+    pairs = []
+    for samples in clips[:4]:
+        session = batch.add(Detector(MODES[1]))
+        session.detector.trace = []
+        offline = Detector(MODES[1])
+        offline.trace = []
+        offline.feed(samples)
+        pairs.append((session, offline))
+        start = 0
+        while start < len(samples):
+            size = int(rng.choice([160, 160, 160, 80, 240, 320, 17]))
+            chunk = samples[start : start + size]
+            session.feed(chunk.astype(np.float32) / 32768.0 if rng.random() < 0.1 else chunk)
+            start += size
+            if rng.random() < 0.2:
+                batch.process()
+    batch.process()
+    for session, offline in pairs:
+        assert session.detector.trace == offline.trace
+        assert session.detector.verdicts == offline.verdicts
+
+
 def test_slin16_calls_match_a_16k_detector(clips: list[np.ndarray]) -> None:
     batch = FrameBatch()
     pairs = []

@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 class BatchSession:
     """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback)."""
 
-    __slots__ = ("batch", "detector", "on_events", "closed", "_decimator", "_pending")
+    __slots__ = ("batch", "detector", "on_events", "closed", "_decimator", "_pending", "_float_tick")
 
     def __init__(
         self, batch: FrameBatch, detector: Detector, sample_rate: int, on_events: EventCallback | None
@@ -51,6 +51,7 @@ class BatchSession:
         self.closed = False
         self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
         self._pending = np.zeros(0, dtype=np.float32)
+        self._float_tick = -1  # the last tick this call queued float frames in
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> None:
         self.feed(samples)
@@ -60,16 +61,27 @@ class BatchSession:
         if self.closed or self.detector.done:
             return
         x = np.asarray(samples)
+        batch = self.batch
+        if (
+            x.dtype == np.int16
+            and len(x) == FRAME
+            and self._decimator is None
+            and not len(self._pending)
+            and self._float_tick != batch._tick_id
+        ):
+            batch._queue_int(self, x)  # the usual case, one 20 ms packet: scaled with the whole tick's
+            return
         x = x.astype(np.float32) / INT_SCALE if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
         if self._decimator is not None:
             x = self._decimator.process(x)
-        if not len(self._pending) and len(x) == FRAME:  # the usual case: one 20 ms packet
-            self.batch._queue(self, x)
-            return
         buf = np.concatenate((self._pending, x)) if len(self._pending) else x
         n = len(buf) // FRAME
-        for i in range(n):
-            self.batch._queue(self, buf[i * FRAME : (i + 1) * FRAME])
+        if n:
+            # Float frames are decided after the tick's int16 ones: this call queues no more int16
+            # frames this tick, so its own frames keep their order.
+            self._float_tick = batch._tick_id
+            for i in range(n):
+                batch._queue_float(self, buf[i * FRAME : (i + 1) * FRAME])
         self._pending = buf[n * FRAME :].copy()
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
@@ -101,15 +113,20 @@ class FrameBatch:
         self.ticks = 0
         self.callback_errors = 0
         self._sessions: set[BatchSession] = set()
-        self._frames: list[np.ndarray] = []
-        self._owners: list[BatchSession] = []
+        self._tick_id = 0
+        # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
+        # and frames already float (float input, slin16 after decimation, odd packet sizes).
+        self._int_frames: list[np.ndarray] = []
+        self._int_owners: list[BatchSession] = []
+        self._float_frames: list[np.ndarray] = []
+        self._float_owners: list[BatchSession] = []
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     @property
     def queued(self) -> int:
-        return len(self._frames)
+        return len(self._int_frames) + len(self._float_frames)
 
     def add(
         self,
@@ -124,33 +141,42 @@ class FrameBatch:
 
     def process(self) -> int:
         """Decide every queued frame: features in blocks, then each call's step, in order."""
-        frames, owners = self._frames, self._owners
-        if not frames:
+        n = self.queued
+        if not n:
             return 0
-        self._frames, self._owners = [], []
+        ints, int_owners = self._int_frames, self._int_owners
+        floats, float_owners = self._float_frames, self._float_owners
+        self._int_frames, self._int_owners, self._float_frames, self._float_owners = [], [], [], []
+        self._tick_id += 1
         self.ticks += 1
-        for start in range(0, len(frames), MAX_ROWS_PER_ANALYZE):
+        for start in range(0, len(ints), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
-            feats = analyze(np.stack(frames[start:stop]))
-            rows = zip(
-                owners[start:stop],
-                feats.band_db.tolist(),
-                feats.periodicity.tolist(),
-                feats.peak_hz.tolist(),
-                feats.peak_frac.tolist(),
-                feats.peak2_hz.tolist(),
-                feats.peak2_frac.tolist(),
-                feats.fsk_frac.tolist(),
-                feats.cpt_frac.tolist(),
-            )
-            for session, band, per, p1, f1, p2, f2, fsk, cpt in rows:
-                if session.closed:
-                    continue
-                events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
-                if events:
-                    self._notify(session, events)
-        self.frames_processed += len(frames)
-        return len(frames)
+            self._decide(np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop])
+        for start in range(0, len(floats), MAX_ROWS_PER_ANALYZE):
+            stop = start + MAX_ROWS_PER_ANALYZE
+            self._decide(np.stack(floats[start:stop]), float_owners[start:stop])
+        self.frames_processed += n
+        return n
+
+    def _decide(self, frames: np.ndarray, owners: list[BatchSession]) -> None:
+        feats = analyze(frames)
+        rows = zip(
+            owners,
+            feats.band_db.tolist(),
+            feats.periodicity.tolist(),
+            feats.peak_hz.tolist(),
+            feats.peak_frac.tolist(),
+            feats.peak2_hz.tolist(),
+            feats.peak2_frac.tolist(),
+            feats.fsk_frac.tolist(),
+            feats.cpt_frac.tolist(),
+        )
+        for session, band, per, p1, f1, p2, f2, fsk, cpt in rows:
+            if session.closed:
+                continue
+            events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
+            if events:
+                self._notify(session, events)
 
     async def run(self) -> None:
         """Tick until cancelled (one task per event loop)."""
@@ -159,9 +185,13 @@ class FrameBatch:
             await asyncio.sleep(period)
             self.process()
 
-    def _queue(self, session: BatchSession, frame: np.ndarray) -> None:
-        self._frames.append(frame)
-        self._owners.append(session)
+    def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
+        self._int_frames.append(frame)
+        self._int_owners.append(session)
+
+    def _queue_float(self, session: BatchSession, frame: np.ndarray) -> None:
+        self._float_frames.append(frame)
+        self._float_owners.append(session)
 
     def _notify(self, session: BatchSession, events: list[AmdEvent]) -> None:
         if session.on_events is None:

@@ -124,7 +124,13 @@ def make_plan(n_clips: int, seconds: float, corpus: Path | None) -> Plan:
 
 # -- the sender (its own process, its own core) --------------------------------------------------------
 def send_streams(
-    ports: list[int], plan_clips: list[bytes], clip_of: list[int], phase_of: list[int], t0: float, out: Any
+    ports: list[int],
+    plan_clips: list[bytes],
+    clip_of: list[int],
+    phase_of: list[int],
+    start_of: list[int],
+    t0: float,
+    out: Any,
 ) -> None:
     gc.disable()
     cores = sorted(os.sched_getaffinity(0))
@@ -142,10 +148,10 @@ def send_streams(
     views = [memoryview(plan_clips[c]) for c in clip_of]
     sent = late = 0
     worst = 0.0
-    total = max(nframes)
-    for i in range(total):
+    total = max(s + n for s, n in zip(start_of, nframes))
+    for tick in range(total):
         for b in range(PHASES):
-            due = t0 + i * PACKET_S + b * PACKET_S / PHASES
+            due = t0 + tick * PACKET_S + b * PACKET_S / PHASES
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
@@ -153,7 +159,8 @@ def send_streams(
                 worst = max(worst, -wait)
                 late += -wait > 0.002
             for k in buckets[b]:
-                if i < nframes[k]:
+                i = tick - start_of[k]
+                if 0 <= i < nframes[k]:
                     header = _RTP.pack(0x80, 0, (seq0[k] + i) & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, ssrc[k])
                     sock.sendto(header + views[k][i * FRAME : (i + 1) * FRAME], addrs[k])
                     sent += 1
@@ -161,14 +168,24 @@ def send_streams(
 
 
 # -- the receiving process: one trial -----------------------------------------------------------------
-async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool) -> dict[str, Any]:
+async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, ramp_s: float) -> dict[str, Any]:
     rss0 = rss_kb()
     n_clips = len(plan.clips)
     clip_of = [k % n_clips for k in range(n)]
     mode_of = [(k // n_clips) % 2 for k in range(n)]
     phase_of = [(k * 7) % PHASES for k in range(n)]
+    start_of = [int(ramp_s / PACKET_S * k / n) for k in range(n)]  # answered one after another over the ramp
     t0 = time.monotonic() + START_DELAY_S + n * 0.0002  # binding N sockets takes a moment
-    streams = [Stream(clip_of[k], mode_of[k], t0 + phase_of[k] * PACKET_S / PHASES) for k in range(n)]
+    streams = [
+        Stream(clip_of[k], mode_of[k], t0 + start_of[k] * PACKET_S + phase_of[k] * PACKET_S / PHASES)
+        for k in range(n)
+    ]
+    lengths = [len(plan.clips[c]) // FRAME for c in clip_of]
+    live = np.zeros(max(s + m for s, m in zip(start_of, lengths)) + 1, dtype=np.int64)
+    for s, m in zip(start_of, lengths):
+        live[s] += 1
+        live[s + m] -= 1
+    peak_concurrent = int(np.cumsum(live).max())
     hist = np.zeros(LAG_BINS_MS + 1, dtype=np.int64)
     pending_sched: list[float] = []
     batch = FrameBatch(tick_ms) if engine == "batch" else None
@@ -211,7 +228,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool) 
     ports = [st.receiver.port for st in streams if st.receiver is not None and st.receiver.port is not None]
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    sender = ctx.Process(target=send_streams, args=(ports, plan.clips, clip_of, phase_of, t0, out))
+    sender = ctx.Process(target=send_streams, args=(ports, plan.clips, clip_of, phase_of, start_of, t0, out))
     sender.start()
 
     stop = asyncio.Event()
@@ -281,6 +298,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool) 
 
     return {
         "streams": n,
+        "peak_concurrent": peak_concurrent,
         "engine": engine,
         "identical": identical,
         "sent": sent_info["sent"],
@@ -295,7 +313,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool) 
         "cpu_s": cpu,
         "wall_s": wall,
         "core_share": cpu / wall,
-        "cpu_ms_per_call_s": cpu * 1000 / (n * wall),
+        "cpu_ms_per_call_s": cpu * 1000 / (sent_info["sent"] * PACKET_S),  # per second of call streamed
         "rss_kb_per_call": (rss_peak - rss0) / n,
         "rss_peak_mb": rss_peak / 1024,
         "sender_worst_late_ms": sent_info["worst_late_ms"],
@@ -310,7 +328,7 @@ def run_trial(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {cores[0]})
     with open(args.trial_plan, "rb") as f:
         plan: Plan = pickle.load(f)
-    coro = trial(plan, args.trial, args.engine, args.tick_ms, not args.no_gc_freeze)
+    coro = trial(plan, args.trial, args.engine, args.tick_ms, not args.no_gc_freeze, args.ramp)
     if args.loop == "uvloop":
         import uvloop  # type: ignore[import-not-found]
 
@@ -330,6 +348,8 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="distinct clips, reused round-robin")
     ap.add_argument("--corpus", type=Path, nargs="?", const=DEFAULT_CORPUS, default=None)
     ap.add_argument("--tick-ms", type=int, default=TICK_MS)
+    ap.add_argument("--ramp", type=float, default=0.0,
+                    help="answer the calls one after another over this many seconds (0: all in the same 20 ms)")
     ap.add_argument("--no-gc-freeze", action="store_true", help="leave the calls' state to the collector")
     ap.add_argument("--trial", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--trial-plan", help=argparse.SUPPRESS)
@@ -350,11 +370,12 @@ def main() -> int:
     source = args.corpus or "ari_amd.synth"
     print(
         f"{len(plan.clips)} clips from {source} (mean {audio_s:.1f} s, cut at {args.seconds:g} s), "
-        f"Enable and DetectMessageEnd, engine {args.engine}, {args.loop}"
+        f"Enable and DetectMessageEnd, engine {args.engine}, {args.loop}, "
+        + (f"answered over {args.ramp:g} s" if args.ramp else "all answered at once")
         + (f", tick {args.tick_ms} ms" if args.engine == "batch" else "")
     )
     header = (
-        f"{'N':>5s} {'identical':>11s} {'lag p50':>8s} {'p99':>7s} {'max':>7s} {'core':>5s} "
+        f"{'N':>5s} {'peak':>5s} {'identical':>11s} {'lag p50':>8s} {'p99':>7s} {'max':>7s} {'core':>5s} "
         f"{'CPU ms/call-s':>13s} {'RSS KB/call':>11s} {'sent':>8s} {'lost':>6s} {'gaps':>6s} {'dropped':>7s}"
     )
     print(header)
@@ -364,7 +385,7 @@ def main() -> int:
         f.flush()
         for n in (int(s) for s in args.streams.split(",")):
             child = [sys.executable, __file__, "--trial", str(n), "--trial-plan", f.name, "--engine", args.engine,
-                     "--loop", args.loop, "--tick-ms", str(args.tick_ms)]
+                     "--loop", args.loop, "--tick-ms", str(args.tick_ms), "--ramp", str(args.ramp)]
             if args.no_gc_freeze:
                 child.append("--no-gc-freeze")
             proc = subprocess.run(child, capture_output=True, text=True)
@@ -374,14 +395,15 @@ def main() -> int:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(r)
             print(
-                f"{n:5d} {r['identical']:>5d}/{n:<5d} {r['lag_p50_ms']:8.1f} {r['lag_p99_ms']:7.1f} "
+                f"{n:5d} {r['peak_concurrent']:5d} {r['identical']:>5d}/{n:<5d} {r['lag_p50_ms']:8.1f} {r['lag_p99_ms']:7.1f} "
                 f"{r['lag_max_ms']:7.1f} {r['core_share']:5.2f} {r['cpu_ms_per_call_s']:13.2f} "
                 f"{r['rss_kb_per_call']:11.1f} {r['sent']:8d} {r['kernel_lost']:6d} {r['gaps_filled']:6d} "
                 f"{r['dropped']:7d}"
             )
             for m in r["mismatches"]:
                 print(f"      {m}")
-    print("lag in ms (from the packet's scheduled send time to its frame decided); core: receiving core's busy share")
+    print("lag in ms (from the packet's scheduled send time to its frame decided); core: receiving core's busy share;")
+    print("peak: calls streaming at the same time; lost: sent, never received; gaps: filled with silence")
     return 0
 
 

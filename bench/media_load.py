@@ -2,21 +2,29 @@
 """Media load: N calls' RTP at real-time pace over loopback into one RtpReceiver + detector process.
 
     python bench/media_load.py [--streams 100,250,500,1000] [--engine batch|feed] [--loop uvloop|asyncio]
-                               [--seconds 12] [--clips 36] [--corpus DIR] [--tick-ms 10]
+                               [--seconds 12] [--clips 36] [--corpus [DIR]] [--tick-ms 10] [--ramp S]
+                               [--no-pin] [--no-gc-freeze] [--no-breakdown]
 
 For each N, a fresh receiving process (pinned to one core) binds N RtpReceivers from a PortPool,
 each feeding its own detector, and forks a sender (pinned to the other core) that streams one clip
 per call as 20 ms mu-law packets, each call at its own phase of the 20 ms cycle, sequence numbers
-starting anywhere (some wrap). Half the calls run Enable, half DetectMessageEnd. Reported:
+starting anywhere (some wrap). Half the calls run Enable, half DetectMessageEnd. All calls are
+answered in the same 20 ms (the worst case: every detector busy at once) unless --ramp spreads
+them. Clips come from ari_amd.synth, or the corpus with --corpus. Reported per N:
 
   identical   calls whose verdicts (kind, millisecond, cause, rule) equal offline `classify` on the
               same mu-law audio
   lag         per frame, from the packet's scheduled send time to the detector having decided it
-              (sender lateness, kernel, event loop, batching wait and the work itself); frames of a
-              call whose final verdict is given are no longer decided and not counted
-  CPU / call  the receiving process's CPU over the streaming window, per call (ms per second of call)
-  RSS / call  the receiving process's resident memory growth from before the calls to their end
-  lost        packets sent but never received (kernel drops) plus gaps the reorder buffer filled
+              (sender lateness, kernel, event loop, batching wait and the work itself), p50/p99/max;
+              frames after a call's final verdict are no longer decided and not counted
+  core        the receiving process's CPU time over the streaming window / its wall time
+  CPU/call-s  that CPU per second of call streamed, ms
+  RSS/call    the receiving process's resident memory growth from before the calls to their end
+  lost, gaps  packets sent but never received (kernel drops); gaps the reorder buffer filled
+  dropped     datagrams the receivers refused (none expected here)
+
+First, each stage's CPU alone in this process (no sockets): what a packet costs in RtpReceiver,
+and a decided frame in batching, analyze and the decision step, against Detector.feed per packet.
 
 engine feed: every packet goes to its call's Detector.feed (numpy per packet);
 engine batch: ari_amd.media.batch.FrameBatch, one analyze over every call's frames per tick.
@@ -64,6 +72,8 @@ PACKET_S = 0.020
 PHASES = 20  # calls spread over 1 ms steps of the 20 ms cycle, as independent calls are
 START_DELAY_S = 1.0  # from forking the sender to the first packet: it builds its streams first
 DRAIN_S = 0.3  # after the last packet, for what is still in the sockets
+BREAKDOWN_STREAMS = 200
+PIN_ENV = "MEDIA_LOAD_PIN"  # "0": let the scheduler place receiver and sender (a machine others share)
 LAG_BINS_MS = 2000  # lag histogram resolution 0.1 ms up to 200 ms; beyond is clipped into the last bin
 MODES = (AmdParams(), AmdParams(mode=Mode.DETECT_MESSAGE_END))
 _RTP = struct.Struct("!BBHII")
@@ -134,7 +144,7 @@ def send_streams(
 ) -> None:
     gc.disable()
     cores = sorted(os.sched_getaffinity(0))
-    if os.environ.get("MEDIA_LOAD_PIN", "1") == "1":
+    if os.environ.get(PIN_ENV, "1") == "1":
         os.sched_setaffinity(0, {cores[-1]})
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
@@ -321,10 +331,90 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
     }
 
 
+# -- where the time goes: each stage alone, in this process, no sockets ----------------------------
+class _FramingOnly(FrameBatch):
+    """A FrameBatch that queues, stacks and scales but decides nothing: the batching overhead alone."""
+
+    def _decide(self, frames: np.ndarray, owners: list[Any]) -> None:
+        pass
+
+
+def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
+    """CPU microseconds per packet (or frame) of each stage, for n streams of the plan's clips."""
+    from ari_amd.detect.features import analyze
+    from ari_amd.media import build_packet
+
+    clip_of = [k % len(plan.clips) for k in range(n)]
+    packets = [
+        [build_packet(plan.clips[c][i * FRAME : (i + 1) * FRAME], sequence=i, timestamp=i * FRAME, ssrc=k)
+         for i in range(len(plan.clips[c]) // FRAME)]
+        for k, c in enumerate(clip_of)
+    ]  # fmt: skip
+    addrs = [("127.0.0.1", 20000 + k) for k in range(n)]
+    total = sum(len(p) for p in packets)
+    out: dict[str, float] = {}
+
+    receivers = [RtpReceiver("ulaw", lambda s, r: None) for _ in range(n)]
+    t = time.process_time()
+    for rx, stream, addr in zip(receivers, packets, addrs):
+        for data in stream:
+            rx.datagram_received(data, addr)
+    out["receiver"] = (time.process_time() - t) / total * 1e6
+
+    frames = [decode_ulaw(np.frombuffer(plan.clips[c], dtype=np.uint8)).reshape(-1, FRAME) for c in clip_of]
+    framing = _FramingOnly()
+    sessions = [framing.add() for _ in range(n)]
+    longest = max(len(f) for f in frames)
+    t = time.process_time()
+    for i in range(longest):
+        for session, f in zip(sessions, frames):
+            if i < len(f):
+                session.feed(f[i])
+        if i % 2:  # a 10 ms tick holds about half a packet interval's frames
+            framing.process()
+    framing.process()
+    out["framing"] = (time.process_time() - t) / total * 1e6
+
+    scaled = np.concatenate(frames).astype(np.float32) / 32768.0
+    t = time.process_time()
+    for start in range(0, len(scaled), 256):
+        analyze(scaled[start : start + 256])
+    out["analyze"] = (time.process_time() - t) / total * 1e6
+
+    decided = 0
+    step_cpu = 0.0
+    for k, f in enumerate(frames):
+        feats = analyze(f.astype(np.float32) / 32768.0)
+        rows = list(zip(*(a.tolist() for a in (feats.band_db, feats.periodicity, feats.peak_hz, feats.peak_frac,
+                                                feats.peak2_hz, feats.peak2_frac, feats.fsk_frac, feats.cpt_frac))))
+        det = Detector(MODES[(k // len(plan.clips)) % 2])
+        t = time.process_time()
+        for row in rows:
+            if det.done:
+                break
+            det.step_features(*row)
+            decided += 1
+        step_cpu += time.process_time() - t
+    out["decision"] = step_cpu / decided * 1e6
+    out["active_share"] = decided / total
+
+    fed = 0
+    t = time.process_time()
+    for k, f in enumerate(frames[:20]):
+        det = Detector(MODES[(k // len(plan.clips)) % 2])
+        for frame in f:
+            if det.done:
+                break
+            det.feed(frame)
+            fed += 1
+    out["feed_per_packet"] = (time.process_time() - t) / fed * 1e6
+    return out
+
+
 def run_trial(args: argparse.Namespace) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     cores = sorted(os.sched_getaffinity(0))
-    if os.environ.get("MEDIA_LOAD_PIN", "1") == "1":
+    if os.environ.get(PIN_ENV, "1") == "1":
         os.sched_setaffinity(0, {cores[0]})
     with open(args.trial_plan, "rb") as f:
         plan: Plan = pickle.load(f)
@@ -351,9 +441,13 @@ def main() -> int:
     ap.add_argument("--ramp", type=float, default=0.0,
                     help="answer the calls one after another over this many seconds (0: all in the same 20 ms)")
     ap.add_argument("--no-gc-freeze", action="store_true", help="leave the calls' state to the collector")
+    ap.add_argument("--no-breakdown", action="store_true", help="skip the per-stage CPU figures")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin receiver and sender to a core each (when other work holds one of them)")
     ap.add_argument("--trial", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--trial-plan", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     if args.trial is not None:
         return run_trial(args)
     if (os.cpu_count() or 1) < 2:
@@ -363,6 +457,8 @@ def main() -> int:
         print(f"no .wav files in {args.corpus}", file=sys.stderr)
         return 2
 
+    if args.no_pin:
+        os.environ[PIN_ENV] = "0"  # inherited by the trial processes
     cmd = " ".join(["python bench/media_load.py", *sys.argv[1:]])
     print(f"$ {cmd}")
     plan = make_plan(args.clips, args.seconds, args.corpus)
@@ -378,6 +474,17 @@ def main() -> int:
         f"{'N':>5s} {'peak':>5s} {'identical':>11s} {'lag p50':>8s} {'p99':>7s} {'max':>7s} {'core':>5s} "
         f"{'CPU ms/call-s':>13s} {'RSS KB/call':>11s} {'sent':>8s} {'lost':>6s} {'gaps':>6s} {'dropped':>7s}"
     )
+    if not args.no_breakdown:
+        b = breakdown(plan)
+        per_packet = b["receiver"] + b["active_share"] * (b["framing"] + b["analyze"] + b["decision"])
+        print(
+            f"CPU per packet, each stage alone ({BREAKDOWN_STREAMS} streams in this process, no sockets): "
+            f"RtpReceiver {b['receiver']:.1f} us; then per frame decided: batch framing {b['framing']:.1f}, "
+            f"analyze {b['analyze']:.1f}, decision step {b['decision']:.1f} us (Detector.feed per packet instead: "
+            f"{b['feed_per_packet']:.0f} us). {b['active_share']:.0%} of frames are decided (the rest follow the "
+            f"call's final verdict): {per_packet:.1f} us per packet, {1e6 / 50 / per_packet:.0f} calls per core "
+            f"before sockets and the event loop."
+        )
     print(header)
     results = []
     with tempfile.NamedTemporaryFile(suffix=".pickle") as f:

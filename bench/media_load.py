@@ -472,7 +472,8 @@ def main() -> int:
     )
     header = (
         f"{'N':>5s} {'peak':>5s} {'identical':>11s} {'lag p50':>8s} {'p99':>7s} {'max':>7s} {'core':>5s} "
-        f"{'CPU ms/call-s':>13s} {'RSS KB/call':>11s} {'sent':>8s} {'lost':>6s} {'gaps':>6s} {'dropped':>7s}"
+        f"{'CPU ms/call-s':>13s} {'RSS KB/call':>11s} {'sent':>8s} {'lost':>6s} {'gaps':>6s} {'dropped':>7s} "
+        f"{'load':>5s}"
     )
     if not args.no_breakdown:
         b = breakdown(plan)
@@ -495,6 +496,7 @@ def main() -> int:
                      "--loop", args.loop, "--tick-ms", str(args.tick_ms), "--ramp", str(args.ramp)]
             if args.no_gc_freeze:
                 child.append("--no-gc-freeze")
+            load = os.getloadavg()[0]  # other work on the machine, for reading the row
             proc = subprocess.run(child, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{n:5d} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -505,12 +507,13 @@ def main() -> int:
                 f"{n:5d} {r['peak_concurrent']:5d} {r['identical']:>5d}/{n:<5d} {r['lag_p50_ms']:8.1f} {r['lag_p99_ms']:7.1f} "
                 f"{r['lag_max_ms']:7.1f} {r['core_share']:5.2f} {r['cpu_ms_per_call_s']:13.2f} "
                 f"{r['rss_kb_per_call']:11.1f} {r['sent']:8d} {r['kernel_lost']:6d} {r['gaps_filled']:6d} "
-                f"{r['dropped']:7d}"
+                f"{r['dropped']:7d} {load:5.2f}"
             )
             for m in r["mismatches"]:
                 print(f"      {m}")
     print("lag in ms (from the packet's scheduled send time to its frame decided); core: receiving core's busy share;")
-    print("peak: calls streaming at the same time; lost: sent, never received; gaps: filled with silence")
+    print("peak: calls streaming at the same time; lost: sent, never received; gaps: filled with silence;")
+    print("load: the machine's 1-minute load average as the row started (2 cores; 1.3-1.5 of it is this benchmark)")
     return 0
 
 

@@ -167,6 +167,36 @@ def test_events_reach_the_callback_and_a_failing_callback_spares_other_calls(cli
     assert seen == [v.answered_by for v in classify(clips[0])]
 
 
+def test_a_detector_fault_ends_that_call_only(clips: list[np.ndarray]) -> None:
+    class Faulty(Detector):
+        def step_features(self, *row: float) -> list[AmdEvent]:
+            if self.time_ms >= 1000:
+                raise ZeroDivisionError("a bug in one call's state")
+            return super().step_features(*row)
+
+    batch = FrameBatch()
+    bad = batch.add(Faulty())
+    good = [batch.add() for _ in range(3)]
+    for s in (bad, *good):
+        for i in range(0, len(clips[0]), FRAME):
+            s(clips[0][i : i + FRAME], 8000)
+    batch.process()
+    assert batch.step_errors == 1 and bad.closed
+    for s in good:
+        s.finish()
+        assert s.detector.verdicts == classify(clips[0])
+
+
+def test_non_mono_audio_is_refused_at_the_caller(clips: list[np.ndarray]) -> None:
+    batch = FrameBatch()
+    session = batch.add()
+    other = batch.add()
+    other.feed(clips[0][:FRAME])
+    with pytest.raises(ValueError, match="1-D"):
+        session.feed(np.zeros((FRAME, 2), dtype=np.int16))
+    assert batch.process() == 1  # the tick is unharmed
+
+
 def test_finish_decides_queued_frames_before_the_end(clips: list[np.ndarray]) -> None:
     batch = FrameBatch()
     session = batch.add()

@@ -61,6 +61,9 @@ class BatchSession:
         if self.closed or self.detector.done:
             return
         x = np.asarray(samples)
+        if x.ndim != 1:
+            # Refused here, at the caller: a 2-D frame would break the whole tick's analyze.
+            raise ValueError(f"mono audio is a 1-D array (got shape {x.shape})")
         batch = self.batch
         if (
             x.dtype == np.int16
@@ -112,6 +115,7 @@ class FrameBatch:
         self.frames_processed = 0
         self.ticks = 0
         self.callback_errors = 0
+        self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
         self._sessions: set[BatchSession] = set()
         self._tick_id = 0
         # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
@@ -174,7 +178,14 @@ class FrameBatch:
         for session, band, per, p1, f1, p2, f2, fsk, cpt in rows:
             if session.closed:
                 continue
-            events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
+            try:
+                events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
+            except Exception:
+                # A detector fault ends that call's detection only; the tick goes on for the rest.
+                session.close()
+                self.step_errors += 1
+                log.exception("batch_step_failed", count=self.step_errors)
+                continue
             if events:
                 self._notify(session, events)
 

@@ -27,7 +27,8 @@ First, each stage's CPU alone in this process (no sockets): what a packet costs 
 and a decided frame in batching, analyze and the decision step, against Detector.feed per packet.
 
 engine feed: every packet goes to its call's Detector.feed (numpy per packet);
-engine batch: ari_amd.media.batch.FrameBatch, one analyze over every call's frames per tick.
+engine batch: ari_amd.media.batch.FrameBatch, one analyze over every call's frames per tick;
+engine ingest: RtpReceivers only, no detector (identical is then 0: nothing was decided).
 Bounded: clips are cut to --seconds; each N takes about that long plus setup. Loopback only.
 """
 
@@ -216,6 +217,13 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
 
             return on_audio_batch
 
+        if engine == "ingest":
+
+            def on_audio_ingest(samples: np.ndarray, rate: int) -> None:
+                st.frames += 1
+
+            return on_audio_ingest
+
         def on_audio_feed(samples: np.ndarray, rate: int) -> None:
             i = st.frames
             st.frames = i + 1
@@ -293,7 +301,9 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         received += stats.received
         lost += stats.lost
         dropped += stats.datagrams - stats.received
-        if st.detector.verdicts == plan.reference[(st.clip, st.mode)]:
+        if engine == "ingest":
+            pass
+        elif st.detector.verdicts == plan.reference[(st.clip, st.mode)]:
             identical += 1
         elif len(mismatches) < 5:
             live = [(v.answered_by.value, v.duration_ms) for v in st.detector.verdicts]
@@ -432,7 +442,8 @@ def run_trial(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--streams", default=DEFAULT_STREAMS, help="comma-separated call counts")
-    ap.add_argument("--engine", choices=("batch", "feed"), default="batch")
+    ap.add_argument("--engine", choices=("batch", "feed", "ingest"), default="batch",
+                    help="ingest: RtpReceivers only, no detection (what sockets, the loop and RTP cost)")
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="clips are cut to this length")
     ap.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="distinct clips, reused round-robin")

@@ -3,7 +3,7 @@
 
     python bench/media_load.py [--streams 100,250,500,1000] [--engine batch|feed] [--loop uvloop|asyncio]
                                [--seconds 12] [--clips 36] [--corpus [DIR]] [--tick-ms 10] [--ramp S]
-                               [--no-pin] [--no-gc-freeze] [--no-breakdown]
+                               [--no-pin] [--gc-freeze] [--no-breakdown]
 
 For each N, a fresh receiving process (pinned to one core) binds N RtpReceivers from a PortPool,
 each feeding its own detector, and forks a sender (pinned to the other core) that streams one clip
@@ -428,7 +428,7 @@ def run_trial(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {cores[0]})
     with open(args.trial_plan, "rb") as f:
         plan: Plan = pickle.load(f)
-    coro = trial(plan, args.trial, args.engine, args.tick_ms, not args.no_gc_freeze, args.ramp)
+    coro = trial(plan, args.trial, args.engine, args.tick_ms, args.gc_freeze, args.ramp)
     if args.loop == "uvloop":
         import uvloop  # type: ignore[import-not-found]
 
@@ -451,7 +451,8 @@ def main() -> int:
     ap.add_argument("--tick-ms", type=int, default=TICK_MS)
     ap.add_argument("--ramp", type=float, default=0.0,
                     help="answer the calls one after another over this many seconds (0: all in the same 20 ms)")
-    ap.add_argument("--no-gc-freeze", action="store_true", help="leave the calls' state to the collector")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() once the calls are set up (the service does not: its calls come and go)")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the per-stage CPU figures")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin receiver and sender to a core each (when other work holds one of them)")
@@ -505,8 +506,8 @@ def main() -> int:
         for n in (int(s) for s in args.streams.split(",")):
             child = [sys.executable, __file__, "--trial", str(n), "--trial-plan", f.name, "--engine", args.engine,
                      "--loop", args.loop, "--tick-ms", str(args.tick_ms), "--ramp", str(args.ramp)]
-            if args.no_gc_freeze:
-                child.append("--no-gc-freeze")
+            if args.gc_freeze:
+                child.append("--gc-freeze")
             load = os.getloadavg()[0]  # other work on the machine, for reading the row
             proc = subprocess.run(child, capture_output=True, text=True)
             if proc.returncode != 0:

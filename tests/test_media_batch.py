@@ -197,6 +197,30 @@ def test_non_mono_audio_is_refused_at_the_caller(clips: list[np.ndarray]) -> Non
     assert batch.process() == 1  # the tick is unharmed
 
 
+def test_a_reused_input_buffer_does_not_change_queued_frames(clips: list[np.ndarray]) -> None:
+    samples = clips[0]
+    batch = FrameBatch()
+    session = batch.add()
+    session.detector.trace = []
+    buf = np.zeros(2 * FRAME, dtype=np.int16)
+    for i in range(0, len(samples) - FRAME + 1, FRAME):
+        buf[:FRAME] = samples[i : i + FRAME]  # one buffer, refilled for every packet
+        session.feed(buf[:FRAME])
+        if i % (FRAME * 5) == 0:
+            batch.process()
+    batch.process()
+    offline = Detector()
+    offline.trace = []
+    offline.feed(samples[: len(samples) // FRAME * FRAME])
+    assert session.detector.trace == offline.trace
+
+
+def test_audio_at_another_rate_than_the_calls_is_refused() -> None:
+    session = FrameBatch().add()
+    with pytest.raises(ValueError, match="16000 Hz"):
+        session(np.zeros(320, dtype=np.int16), 16000)
+
+
 def test_finish_decides_queued_frames_before_the_end(clips: list[np.ndarray]) -> None:
     batch = FrameBatch()
     session = batch.add()

@@ -1,14 +1,15 @@
 """Every call's detector, one vectorised feature step per tick.
 
-`Detector.feed` on one 20 ms packet spends ~300 us in numpy call overhead for 160 samples of
-work: fine for a call, 15 s of CPU per second for 1000 calls. Here each call's receiver queues
+`Detector.feed` on one 20 ms packet spends ~260 us in numpy's fixed cost per call for 160 samples
+of work: fine for a call, 13 s of CPU per second for 1000 calls. Here each call's receiver queues
 its whole frames, and every tick (`TICK_MS`) one `analyze` runs over all calls' frames at once;
 then each call's scalar decision step (`Detector.step_features`) runs on its rows, in arrival
 order. Framing and scaling are those of `Detector.feed`, so the verdicts are the same to the
 millisecond as feeding the call's audio to one detector (tests/test_media_batch.py).
 
-A frame waits at most one tick plus the tick's work: with TICK_MS 10 that is well inside a
-40 ms budget for 1000 calls on one core (bench/media_load.py).
+A frame waits at most one tick plus the tick's work. A decided frame costs ~14 us here against
+~260 us fed alone; what that holds on one core, and where the rest of the time goes, is in
+docs/ROBUSTNESS.md (bench/media_load.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ log = structlog.get_logger(__name__)
 class BatchSession:
     """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback)."""
 
-    __slots__ = ("batch", "detector", "on_events", "closed", "_decimator", "_pending", "_float_tick")
+    __slots__ = ("batch", "detector", "on_events", "closed", "sample_rate", "_decimator", "_pending", "_float_tick")
 
     def __init__(
         self, batch: FrameBatch, detector: Detector, sample_rate: int, on_events: EventCallback | None
@@ -49,11 +50,14 @@ class BatchSession:
         self.detector = detector
         self.on_events = on_events
         self.closed = False
+        self.sample_rate = sample_rate
         self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
         self._pending = np.zeros(0, dtype=np.float32)
         self._float_tick = -1  # the last tick this call queued float frames in
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> None:
+        if sample_rate != self.sample_rate:
+            raise ValueError(f"audio at {sample_rate} Hz for a {self.sample_rate} Hz call")
         self.feed(samples)
 
     def feed(self, samples: np.ndarray) -> None:
@@ -72,7 +76,9 @@ class BatchSession:
             and not len(self._pending)
             and self._float_tick != batch._tick_id
         ):
-            batch._queue_int(self, x)  # the usual case, one 20 ms packet: scaled with the whole tick's
+            # The usual case, one 20 ms packet: scaled with the whole tick's. It is read only at the
+            # tick, so a view of a buffer the caller may reuse is copied (decoded RTP never is one).
+            batch._queue_int(self, x if x.flags.owndata else x.copy())
             return
         x = x.astype(np.float32) / INT_SCALE if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
         if self._decimator is not None:

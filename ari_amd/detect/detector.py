@@ -121,6 +121,41 @@ class Detector:
                 break
         return events
 
+    def step_features(
+        self,
+        band_db: float,
+        periodicity: float,
+        peak_hz: float,
+        peak_frac: float,
+        peak2_hz: float,
+        peak2_frac: float,
+        fsk_frac: float,
+        cpt_frac: float,
+    ) -> list[AmdEvent]:
+        """The decision step for the next whole frame, its features computed elsewhere.
+
+        For media.batch, which runs `analyze` once over every call's frames of a tick: the same
+        per-frame work as feed()'s loop (keep the two identical; tests/test_media_batch.py checks
+        it), without the per-call numpy calls. Do not mix with feed() of partial frames.
+        """
+        if self.done:
+            return []
+        vad, tones, music, machine = self.vad, self.tones, self.music, self.machine
+        self._frames_done += 1
+        t_ms = self._frames_done * FRAME_MS
+        floor = vad.floor_db if vad.floor_db is not None else band_db
+        obs = tones.update(t_ms, band_db, floor, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac)
+        playing = music.update(t_ms, peak_hz, peak2_hz, peak_frac, obs.tone or obs.candidate, band_db - floor)
+        if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+            obs = replace(obs, beep=None)
+        progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
+        voice = vad.update(band_db, periodicity, obs.tone or obs.candidate or progress, peak_frac)
+        if self.trace is not None:
+            self.trace.append(
+                TraceRow(t_ms, band_db, vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
+            )
+        return machine.step(t_ms, voice, obs, playing)
+
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         return self.machine.finish(self.time_ms, cause)
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -328,35 +329,75 @@ def test_ari_amd_call_prints_one_json_verdict(tmp_path: Path) -> None:
     assert r.returncode == 2 and "MachineDetectionSpeechThreshold" in r.stderr
 
 
-def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_serve_runs_the_dialplan_door_reports_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     labkit.require_lab()
+    import urllib.request
+
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, ARI_AMD_ARI_APP=labkit.app_name(), ARI_AMD_HTTP_PORT=str(port),
-               ARI_AMD_CALLBACKS_OUTBOX=str(tmp_path / "outbox.sqlite3"), ARI_AMD_ACCOUNTS="AC" + "0" * 32 + ":token")
+    app = labkit.app_name()
+    env = dict(os.environ, ARI_AMD_ARI_APP=app, ARI_AMD_HTTP_PORT=str(port),
+               ARI_AMD_RTP_PORT_FIRST=str(labkit.RTP_PORTS[0]), ARI_AMD_RTP_PORT_LAST=str(labkit.RTP_PORTS[1]),
+               ARI_AMD_CALLBACKS_OUTBOX=str(tmp_path / "outbox.sqlite3"), ARI_AMD_ACCOUNTS="AC" + "0" * 32 + ":" + TOKEN)
+    clips = labkit.write_clips(tmp_path / "clips", [("human_residential", 4)])
+    (name, path), = clips.items()
+    labkit.callee(str(path), "--max-time", "30")
     proc = subprocess.Popen([sys.executable, "-m", "ari_amd.cli", "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+    def get(path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
     try:
         deadline = time.monotonic() + 15
-        status = None
-        while time.monotonic() < deadline:
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline and not health.get("ari_connected"):
             try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    status = resp.status
-                    body = json.loads(resp.read())
-                    if body["ari_connected"]:
-                        break
+                health = json.loads(get("/healthz")[1])
             except OSError:
-                pass
-            time.sleep(0.2)
-        assert status == 200 and body["ari_connected"], "serve never reported ARI connected"
+                time.sleep(0.2)
+        assert health.get("ari_connected"), "serve never reported ARI connected"
         # The carriers' APIs are served by the same process.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
-            assert "/2010-04-01/Accounts/{AccountSid}/Calls.json" in json.loads(resp.read())["paths"]
+        assert "/2010-04-01/Accounts/{AccountSid}/Calls.json" in json.loads(get("/openapi.json")[1])["paths"]
+        # The AMD() drop-in, through the service: Stasis(<app>,sync) on an answered channel.
+        want = labkit.offline(path, ENABLE)
+
+        async def dialplan_call() -> None:
+            async with labkit_ari() as ari:
+                await ari.originate(labkit.endpoint(name), context="ari-amd-test", extension=app, priority=1)
+
+        asyncio.run(dialplan_call())
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = get("/metrics")[1].decode()
+            if f'ari_amd_calls_total{{answered_by="{want.answered_by.value}",mode="Enable"}} 1.0' in text:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"no {want.answered_by.value} verdict counted in /metrics:\n{text}")
+        received = [line for line in text.splitlines() if line.startswith("ari_amd_rtp_packets_received_total")]
+        assert received and float(received[0].split()[-1]) > 50, received
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
+        labkit.stop_callee()
     assert proc.returncode == 0, err
-    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    events = [e["event"] for e in lines]
     assert "serving" in events and "stopped" in events, err
+    verdicts = [e for e in lines if e["event"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["call_id"].startswith("CA"), verdicts  # one event per line, with its call
+    assert TOKEN not in err and "ari-amd:ari-amd" not in err  # no secrets in the logs
+
+
+TOKEN = "tok-9f8e7d6c5b4a"
+
+
+def labkit_ari():  # type: ignore[no-untyped-def]
+    from ari_amd.ari import AriClient
+
+    return AriClient("http://127.0.0.1:8088", "ari-amd", "ari-amd")

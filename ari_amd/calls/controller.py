@@ -41,6 +41,7 @@ from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
 from ari_amd.media import FORMATS, PortPool
+from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
 FRAME_S = 0.020
 HELD_FRAMES = 500  # 10 s of audio held while the call rings (the tap starts before answer)
@@ -88,6 +89,7 @@ class CallContext:
     media_format: str
     media_timeout_s: float
     record_dir: str = ""
+    metrics: Metrics | None = None
 
 
 class CallController:
@@ -286,6 +288,8 @@ class CallController:
                 self._on_amd_event(ev)
         self._detecting = False
         await self.tap.close()
+        if self.ctx.metrics is not None and self.tap.receiver is not None:
+            record_receiver_stats(self.ctx.metrics, self.tap.receiver.stats)
         if self._recorded:
             await asyncio.to_thread(self._write_recording, self.tap.receiver.sample_rate if self.tap.receiver else 8000)
         verdict = self.call.verdict
@@ -420,6 +424,9 @@ class CallController:
             self.call._emit(CallEventKind.VERDICT, verdict=ev.verdict, amd_event=ev)
             if ev.verdict.final:
                 self._detection_over.set()
+                if self.ctx.metrics is not None and self.call.request.amd is not None:
+                    record_verdict(self.ctx.metrics, ev.verdict.answered_by, self.call.request.amd.mode,
+                                   ev.verdict.duration_ms)
         else:
             self.call._emit(CallEventKind.AMD, amd_event=ev)
 

@@ -39,6 +39,7 @@ from ari_amd.calls.stasis_args import parse_stasis_args
 from ari_amd.calls.tap import TAP_ARG
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
+from ari_amd.metrics import Metrics, create_metrics
 
 CALL_ARG = "ari-amd-call"  # appArgs of channels we originate
 READY_TIMEOUT_S = 10.0
@@ -55,7 +56,14 @@ log = structlog.get_logger(__name__)
 class CallEngine:
     """Use as `async with CallEngine(settings) as engine: call = await engine.place(request)`."""
 
-    def __init__(self, settings: Settings | None = None, *, app: str | None = None, sender: Sender | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: str | None = None,
+        sender: Sender | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.app = app or self.settings.ari_app
         s = self.settings
@@ -63,8 +71,9 @@ class CallEngine:
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
+        self.metrics = metrics or create_metrics()
         self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
-                               s.detection_record_dir)
+                               s.detection_record_dir, self.metrics)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
         self.on_inbound: list[Callable[[Call], None]] = []
         self._controllers: dict[str, CallController] = {}  # by the callee's channel id
@@ -74,6 +83,7 @@ class CallEngine:
         self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
         self._log = log.bind(app=self.app)
+        self.metrics.calls_in_flight.set_function(lambda: len(self._controllers))
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
@@ -346,6 +356,7 @@ class CallEngine:
             return
         present = {c.id for c in channels}
         if reconnected:
+            self.metrics.ari_reconnects.inc()
             for cid, ctl in list(self._controllers.items()):
                 if cid not in present:
                     ctl.channel_vanished("channel gone while ARI was disconnected")

@@ -39,6 +39,7 @@ from ari_amd.calls.stasis_args import parse_stasis_args
 from ari_amd.calls.tap import TAP_ARG
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
+from ari_amd.media.batch import FrameBatch
 from ari_amd.metrics import Metrics, create_metrics
 
 CALL_ARG = "ari-amd-call"  # appArgs of channels we originate
@@ -72,8 +73,10 @@ class CallEngine:
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
         self.metrics = metrics or create_metrics()
+        self.batch = FrameBatch()
+        self._batch_task: asyncio.Task[None] | None = None
         self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
-                               s.detection_record_dir, self.metrics)
+                               s.detection_record_dir, self.metrics, self.batch)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
         self.on_inbound: list[Callable[[Call], None]] = []
         self._controllers: dict[str, CallController] = {}  # by the callee's channel id
@@ -87,6 +90,8 @@ class CallEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
+        if self._batch_task is None:
+            self._batch_task = asyncio.create_task(self.batch.run(), name="detector-batch")
         self._unsubscribe = self.events.subscribe(self._on_stasis_start, types={"StasisStart"})
         await self.events.start()
         try:
@@ -106,6 +111,9 @@ class CallEngine:
             t.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._batch_task is not None:
+            self._batch_task.cancel()
+            await asyncio.wait({self._batch_task})
         await self.events.close()
         await self.ari.close()
 

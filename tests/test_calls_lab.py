@@ -401,3 +401,44 @@ def labkit_ari():  # type: ignore[no-untyped-def]
     from ari_amd.ari import AriClient
 
     return AriClient("http://127.0.0.1:8088", "ari-amd", "ari-amd")
+
+
+async def test_shutdown_resolves_a_call_in_flight_and_its_dialplan_goes_on(tmp_path: Path) -> None:
+    """What SIGTERM does to `serve`: engine.close() with a sync Stasis() call mid-greeting."""
+    labkit.require_lab()
+    from ari_amd.ari import AriClient, EventStream
+
+    eng = CallEngine(labkit.settings(), app=labkit.app_name())
+    observer_app = labkit.app_name()
+    observer = AriClient("http://127.0.0.1:8088", "ari-amd", "ari-amd")
+    observed = EventStream(observer, observer_app)
+    reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    observed.subscribe(lambda ev: reports.put_nowait(dict(ev.userevent)) if isinstance(ev, ChannelUserevent) else None,
+                       types={"ChannelUserevent"})
+    await observed.start()
+    await observed.wait_ready(10)
+    await eng.start()
+    try:
+        clips = labkit.write_clips(tmp_path / "clips", [("machine_carrier", 3)])
+        (name, _), = clips.items()
+        labkit.callee("--dir", str(tmp_path / "clips"), "--max-time", "40")
+        channel = await eng.ari.originate(labkit.endpoint(name), context="ari-amd-test", extension=eng.app,
+                                          priority=1, variables={"ARI_AMD_ARGS": "mode=DetectMessageEnd"})
+        await observer.subscribe(observer_app, f"channel:{channel.id}")
+        deadline = time.monotonic() + 15
+        while not any(c.verdicts for c in eng.recent()):  # mid-greeting: machine_start given, the end not yet
+            assert time.monotonic() < deadline, "the call never got its interim verdict"
+            await asyncio.sleep(0.1)
+        call = eng.recent()[0]
+        await eng.close()
+        report = await asyncio.wait_for(reports.get(), 15)
+        # A machine whose greeting's end was not heard: machine_end_other, as at any early end.
+        assert call.verdict is not None and call.verdict.answered_by is AnsweredBy.MACHINE_END_OTHER
+        assert "shutdown" in call.verdict.cause
+        assert report["AMDSTATUS"] == "MACHINE" and report["ANSWEREDBY"] == "machine_end_other", report
+    finally:
+        await eng.close()
+        await observed.close()
+        await observer.close()
+        labkit.stop_callee()
+    await assert_nothing_left(eng)

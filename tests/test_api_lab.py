@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -164,6 +165,32 @@ async def test_lab_twilio_async_detect_message_end_machine(live: Live, monkeypat
     assert signed(amd)
     assert set(amd.form) == {"CallSid", "AccountSid", "AnsweredBy", "MachineDetectionDuration"}
     assert amd.form["CallSid"] == created.sid and amd.form["AnsweredBy"].startswith("machine_end_")
+    done = await asyncio.to_thread(lambda: tw.calls(created.sid).update(status="completed"))
+    assert done.status == "completed"
+    await wait_callee_exit()
+
+
+async def test_lab_twilio_async_enable_human(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = live.receiver
+    r.documents["/answer"] = "<Response><Pause length='30'/></Response>"
+    tw = client(live, monkeypatch)
+    created = await asyncio.to_thread(
+        tw.calls.create,
+        to=live.to("human"),
+        from_="+15550199",
+        url=r.base + "/answer",
+        machine_detection="Enable",
+        async_amd=True,
+        async_amd_status_callback=r.base + "/amd",
+        async_amd_status_callback_method="GET",
+    )
+    [answer] = await r.wait_for("/answer", timeout=20)
+    assert "AnsweredBy" not in answer.form  # the call went on at answer
+    [amd] = await r.wait_for("/amd", timeout=30)
+    assert amd.method == "GET" and signed(amd)
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(amd.url).query))
+    assert set(query) == {"CallSid", "AccountSid", "AnsweredBy", "MachineDetectionDuration"}
+    assert query["CallSid"] == created.sid and query["AnsweredBy"] == "human"
     done = await asyncio.to_thread(lambda: tw.calls(created.sid).update(status="completed"))
     assert done.status == "completed"
     await wait_callee_exit()

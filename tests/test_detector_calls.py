@@ -7,6 +7,7 @@ from functools import lru_cache
 import pytest
 
 from ari_amd.detect import AmdParams, AnsweredBy, Mode, classify
+from ari_amd.detect.machine import GREETING_HOLD_MIN_MS, GREETING_HOLD_SILENCE_MS
 from ari_amd.synth import Clip, make_clip
 
 DME = AmdParams(mode=Mode.DETECT_MESSAGE_END)
@@ -35,11 +36,19 @@ def share(results: list[tuple[Clip, AnsweredBy, int]], *kinds: AnsweredBy) -> fl
 def test_residential_hellos_are_human_soon_after_they_end() -> None:
     results = verdicts("human_residential")
     assert share(results, AnsweredBy.HUMAN) >= 5 / 6
+    lags = []
     for c, kind, at in results:
         if kind is AnsweredBy.HUMAN:
-            assert c.first_utterance_end_ms is not None
-            # Twilio's rule: SpeechEndThreshold (1200 ms) of silence after the hello.
-            assert 1_000 <= at - c.first_utterance_end_ms <= 1_500
+            assert c.first_utterance_end_ms is not None and c.speech_onset_ms is not None
+            lag = at - c.first_utterance_end_ms
+            lags.append(lag)
+            if c.first_utterance_end_ms - c.speech_onset_ms < GREETING_HOLD_MIN_MS - 200:
+                # Twilio's rule: SpeechEndThreshold (1200 ms) of silence after the hello.
+                assert 1_000 <= lag <= 1_500
+            else:
+                # A greeting-length hello may be held for a beep, never past the hold.
+                assert 1_000 <= lag <= GREETING_HOLD_SILENCE_MS + 300
+    assert sorted(lags)[len(lags) // 2] <= 1_300  # most hellos are short: the median keeps Twilio's timing
 
 
 def test_voicemail_greetings_are_machine_start_after_the_speech_threshold() -> None:
@@ -93,11 +102,16 @@ def test_a_higher_speech_threshold_turns_business_hellos_human() -> None:
 
 
 def test_a_longer_speech_end_threshold_holds_the_human_decision() -> None:
-    quick = verdicts("human_residential")
-    slow = verdicts("human_residential", AmdParams(speech_end_threshold_ms=3_000))
-    for (_, k1, t1), (_, k2, t2) in zip(quick, slow):
-        if k1 is k2 is AnsweredBy.HUMAN:
-            assert t2 - t1 == pytest.approx(1_800, abs=60)
+    compared = 0
+    for seed in SEEDS:
+        samples = clip("human_residential", seed).samples
+        quick = classify(samples)[-1]
+        slow = classify(samples, AmdParams(speech_end_threshold_ms=3_000))[-1]
+        if quick.answered_by is slow.answered_by is AnsweredBy.HUMAN and quick.limit_ms == 1_200:
+            # Not held for a beep: the decision moves by exactly the threshold's change.
+            assert slow.duration_ms - quick.duration_ms == pytest.approx(1_800, abs=60)
+            compared += 1
+    assert compared >= 3
 
 
 def test_the_timeout_caps_detection() -> None:

@@ -41,6 +41,8 @@ from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
 from ari_amd.media import FORMATS, PortPool
+from ari_amd.media.batch import BatchSession, FrameBatch
+from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
 FRAME_S = 0.020
 HELD_FRAMES = 500  # 10 s of audio held while the call rings (the tap starts before answer)
@@ -88,6 +90,8 @@ class CallContext:
     media_format: str
     media_timeout_s: float
     record_dir: str = ""
+    metrics: Metrics | None = None
+    batch: FrameBatch | None = None  # None: each call's detector is fed per packet
 
 
 class CallController:
@@ -97,6 +101,7 @@ class CallController:
         self.events = events
         self.tap: MediaTap | None = None
         self.detector: Detector | None = None
+        self._session: BatchSession | None = None
         self._detecting = False
         self._detection_over = asyncio.Event()
         self._left_stasis = False  # we sent it to the dialplan: its StasisEnd is not a hangup
@@ -260,7 +265,11 @@ class CallController:
             self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format
         )
         # Before the tap opens: its first packets can arrive before open() returns.
-        self.detector = Detector(self.call.request.amd, FORMATS[self.ctx.media_format].sample_rate)
+        rate = FORMATS[self.ctx.media_format].sample_rate
+        self.detector = Detector(self.call.request.amd, rate)
+        if self.ctx.batch is not None:
+            # Decided with every other call's frames, one vectorised step per tick.
+            self._session = self.ctx.batch.add(self.detector, rate, self._on_batch_events)
         try:
             await self.tap.open(self._on_audio)
         except (TapError, AriError) as e:
@@ -282,10 +291,17 @@ class CallController:
             self.tap.receiver.flush()  # frames held for a missing packet belong before the end
         if not self.detector.done:
             cause = "hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media")
-            for ev in self.detector.finish(cause):
-                self._on_amd_event(ev)
+            if self._session is not None:
+                self._session.finish(cause)  # its queued frames first; events via the callback
+            else:
+                for ev in self.detector.finish(cause):
+                    self._on_amd_event(ev)
+        if self._session is not None:
+            self._session.close()
         self._detecting = False
         await self.tap.close()
+        if self.ctx.metrics is not None and self.tap.receiver is not None:
+            record_receiver_stats(self.ctx.metrics, self.tap.receiver.stats)
         if self._recorded:
             await asyncio.to_thread(self._write_recording, self.tap.receiver.sample_rate if self.tap.receiver else 8000)
         verdict = self.call.verdict
@@ -411,7 +427,14 @@ class CallController:
             return
         if self._recorded is not None:
             self._recorded.append(samples)
+        if self._session is not None:
+            self._session.feed(samples)
+            return
         for ev in det.feed(samples):
+            self._on_amd_event(ev)
+
+    def _on_batch_events(self, session: BatchSession, events: list[AmdEvent]) -> None:
+        for ev in events:
             self._on_amd_event(ev)
 
     def _on_amd_event(self, ev: AmdEvent) -> None:
@@ -420,6 +443,9 @@ class CallController:
             self.call._emit(CallEventKind.VERDICT, verdict=ev.verdict, amd_event=ev)
             if ev.verdict.final:
                 self._detection_over.set()
+                if self.ctx.metrics is not None and self.call.request.amd is not None:
+                    record_verdict(self.ctx.metrics, ev.verdict.answered_by, self.call.request.amd.mode,
+                                   ev.verdict.duration_ms)
         else:
             self.call._emit(CallEventKind.AMD, amd_event=ev)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ari_amd.ari import AriClient, AriError, ChannelEvents, EventStream, StasisStart, naming
+from ari_amd.ari import AriClient, AriError, Channel, ChannelEvents, EventStream, StasisStart, naming
 from ari_amd.calls.callbacks import DirectSender, Sender, amd_callback_listener
 from ari_amd.calls.config import Settings
 from ari_amd.calls.controller import CallContext, CallController
@@ -39,12 +39,15 @@ from ari_amd.calls.stasis_args import parse_stasis_args
 from ari_amd.calls.tap import TAP_ARG
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
+from ari_amd.media.batch import FrameBatch
+from ari_amd.metrics import Metrics, create_metrics
 
 CALL_ARG = "ari-amd-call"  # appArgs of channels we originate
 READY_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 5.0
 HISTORY = 1000  # ended calls kept for GET /Calls
 PLAYBACK_POLL_S = 0.1
+STRANDED_GRACE_S = 2.0
 # Twilio's DialCallStatus for a dialled leg that never answered, by Q.850 cause.
 DIAL_CALL_STATUS = {17: "busy", 21: "busy", 18: "no-answer", 19: "no-answer"}
 
@@ -54,7 +57,14 @@ log = structlog.get_logger(__name__)
 class CallEngine:
     """Use as `async with CallEngine(settings) as engine: call = await engine.place(request)`."""
 
-    def __init__(self, settings: Settings | None = None, *, app: str | None = None, sender: Sender | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: str | None = None,
+        sender: Sender | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.app = app or self.settings.ari_app
         s = self.settings
@@ -62,8 +72,11 @@ class CallEngine:
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
+        self.metrics = metrics or create_metrics()
+        self.batch = FrameBatch()
+        self._batch_task: asyncio.Task[None] | None = None
         self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
-                               s.detection_record_dir)
+                               s.detection_record_dir, self.metrics, self.batch)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
         self.on_inbound: list[Callable[[Call], None]] = []
         self._controllers: dict[str, CallController] = {}  # by the callee's channel id
@@ -73,9 +86,12 @@ class CallEngine:
         self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
         self._log = log.bind(app=self.app)
+        self.metrics.calls_in_flight.set_function(lambda: len(self._controllers))
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
+        if self._batch_task is None:
+            self._batch_task = asyncio.create_task(self.batch.run(), name="detector-batch")
         self._unsubscribe = self.events.subscribe(self._on_stasis_start, types={"StasisStart"})
         await self.events.start()
         try:
@@ -95,6 +111,9 @@ class CallEngine:
             t.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._batch_task is not None:
+            self._batch_task.cancel()
+            await asyncio.wait({self._batch_task})
         await self.events.close()
         await self.ari.close()
 
@@ -295,6 +314,46 @@ class CallEngine:
             hook(call)
         self._start(call, events)
 
+    def _orphan(self, channel: Channel, live: set[str]) -> bool:
+        """A channel in our application that no call of this process owns: a tap, a dialled leg
+        or an originated callee left by an earlier run (a crash, a kill -9)."""
+        dialplan = channel.raw.get("dialplan")
+        app_data = str(dialplan.get("app_data", "")) if isinstance(dialplan, dict) else ""
+        app, _, arg = app_data.partition(",")
+        if app != self.app or channel.id in self._controllers or channel.id in self._placing:
+            return False
+        owner = naming.owner_of(channel.id)
+        if owner is not None:
+            return owner[1] not in live
+        return arg in (CALL_ARG, TAP_ARG)
+
+    def _stranded(self, channel: Channel) -> bool:
+        """A channel the dialplan handed to our application that nobody here follows: its
+        detection died with an earlier run, and its dialplan waits in Stasis() for ever."""
+        dialplan = channel.raw.get("dialplan")
+        app_data = str(dialplan.get("app_data", "")) if isinstance(dialplan, dict) else ""
+        app, _, arg = app_data.partition(",")
+        return (
+            app == self.app
+            and channel.id not in self._controllers
+            and channel.id not in self._placing
+            and naming.owner_of(channel.id) is None
+            and arg.split(",", 1)[0] not in (CALL_ARG, TAP_ARG)
+        )
+
+    async def _release_stranded(self, channel: Channel) -> int:
+        """Back to its dialplan, NOTSURE: what it said while nobody listened is lost."""
+        self._log.warning("stranded_channel_released", channel_id=channel.id, channel=channel.name)
+        try:
+            for name, value in {"AMDSTATUS": "NOTSURE", "AMDCAUSE": "RESTART", "ANSWEREDBY": "unknown",
+                                "AMDDURATION": "0"}.items():
+                await self.ari.set_variable(channel.id, name, value)
+            await self.ari.continue_in_dialplan(channel.id)
+        except AriError as e:
+            self._log.warning("stranded_channel_release_failed", channel_id=channel.id, error=str(e))
+            return 0
+        return 1
+
     async def _on_connected(self, reconnected: bool) -> None:
         """Reconcile with Asterisk: resolve calls whose channel vanished, sweep our orphans."""
         try:
@@ -305,24 +364,33 @@ class CallEngine:
             return
         present = {c.id for c in channels}
         if reconnected:
+            self.metrics.ari_reconnects.inc()
             for cid, ctl in list(self._controllers.items()):
                 if cid not in present:
                     ctl.channel_vanished("channel gone while ARI was disconnected")
         live = {ctl.call.id for ctl in self._controllers.values()}
         swept = 0
+        stranded = []
         for c in channels:
-            owner = naming.owner_of(c.id)
-            app_data = str(c.raw.get("dialplan", {}).get("app_data", "")) if isinstance(c.raw.get("dialplan"), dict) else ""
-            ours = app_data.split(",", 1)[0] == self.app
-            if owner is not None and owner[1] not in live and ours:
+            if self._orphan(c, live):
                 with contextlib.suppress(AriError):
                     await self.ari.hangup(c.id)
                     swept += 1
+            elif self._stranded(c):
+                stranded.append(c)
+        released = 0
+        if stranded:
+            # A StasisStart that came with this connection may still be on its way to _adopt.
+            await asyncio.sleep(STRANDED_GRACE_S)
+            for c in stranded:
+                if self._stranded(c) and not self._closing:
+                    released += await self._release_stranded(c)
         for b in bridges:
             owner = naming.owner_of(b.id)
             if owner is not None and owner[1] not in live and b.name == self.app:
                 with contextlib.suppress(AriError):
                     await self.ari.destroy_bridge(b.id)
                     swept += 1
-        if swept or reconnected:
-            self._log.info("reconciled", reconnected=reconnected, swept=swept, in_flight=len(self._controllers))
+        if swept or released or reconnected:
+            self._log.info("reconciled", reconnected=reconnected, swept=swept, released=released,
+                           in_flight=len(self._controllers))

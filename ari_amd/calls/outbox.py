@@ -136,6 +136,9 @@ class Outbox:
         self._worker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._opened = False
+        # Called with each attempt's outcome (delivered, http_error, network_error, timeout,
+        # gave_up): the service counts them for /metrics.
+        self.on_attempt: Callable[[str], None] | None = None
 
     # -- database (always on the db thread) ----------------------------------------------------
     async def _db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -345,6 +348,9 @@ class Outbox:
         except Exception:  # a bug (ours or aiohttp's): retried like a network error, never stuck in flight
             status, error, retry = 0, "unexpected error", True
             log.error("callback_attempt_failed", key=d.key, url=target, exception=traceback.format_exc())
+        if self.on_attempt is not None:
+            self.on_attempt("delivered" if error is None else "timeout" if error == "TimeoutError"
+                            else "network_error" if status == 0 else "http_error")
         try:
             await self._record(d, attempt, status, error, retry, retry_after, target)
         except Exception:  # the row stays pending: sent again later (at least once)
@@ -370,6 +376,8 @@ class Outbox:
             at = self._clock() + delay
             if at > d.created + self.horizon_s:
                 await self._finish(d, attempt, "failed", error)
+                if self.on_attempt is not None:
+                    self.on_attempt("gave_up")
                 log.error("callback_abandoned", key=d.key, url=target, error=error, attempts=attempt)
             else:
                 await self._db(

@@ -18,6 +18,7 @@ from ari_amd.detect.verdict import AmdEvent, Verdict
 
 
 MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music is a note of it
+FEED_BLOCK_FRAMES = 250  # frames analysed in one vectorised step (5 s)
 
 
 class TraceRow(NamedTuple):
@@ -75,36 +76,66 @@ class Detector:
         buf = np.concatenate((self._pending, x)) if len(self._pending) else x
         n = len(buf) // FRAME
         self._pending = buf[n * FRAME :].copy()
-        if n == 0:
-            return []
-        feats = analyze(buf[: n * FRAME].reshape(n, FRAME))
         events: list[AmdEvent] = []
-        vad, tones, music, machine, trace = self.vad, self.tones, self.music, self.machine, self.trace
-        band = feats.band_db.tolist()
-        per = feats.periodicity.tolist()
-        p1, f1 = feats.peak_hz.tolist(), feats.peak_frac.tolist()
-        p2, f2 = feats.peak2_hz.tolist(), feats.peak2_frac.tolist()
-        fsk, cpt = feats.fsk_frac.tolist(), feats.cpt_frac.tolist()
-        for i in range(n):
-            self._frames_done += 1
-            t_ms = self._frames_done * FRAME_MS
-            floor = vad.floor_db if vad.floor_db is not None else band[i]
-            obs = tones.update(t_ms, band[i], floor, p1[i], f1[i], p2[i], f2[i], fsk[i], cpt[i])
-            playing = music.update(t_ms, p1[i], p2[i], f1[i], obs.tone or obs.candidate, band[i] - floor)
-            if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
-                obs = replace(obs, beep=None)  # a note of the hold music, not a beep
-            # Before anyone speaks, ringback-band tone is call progress, never a voice.
-            progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
-            voice = vad.update(band[i], per[i], obs.tone or obs.candidate or progress, f1[i])
-            if trace is not None:
-                trace.append(
-                    TraceRow(t_ms, band[i], vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
-                )
-            events += machine.step(t_ms, voice, obs, playing)
+        # A long chunk (a whole file) is analysed a few seconds at a time, so the audio after
+        # the final verdict is never analysed. Features are per frame: same verdicts either way.
+        for start in range(0, n, FEED_BLOCK_FRAMES):
+            stop = min(n, start + FEED_BLOCK_FRAMES)
+            events += self._frames(buf[start * FRAME : stop * FRAME].reshape(stop - start, FRAME))
             if self.done:
                 self._pending = np.zeros(0, dtype=np.float32)
                 break
         return events
+
+    def _frames(self, frames: np.ndarray) -> list[AmdEvent]:
+        feats = analyze(frames)
+        events: list[AmdEvent] = []
+        step = self.step_features
+        for row in zip(
+            feats.band_db.tolist(), feats.periodicity.tolist(), feats.peak_hz.tolist(), feats.peak_frac.tolist(),
+            feats.peak2_hz.tolist(), feats.peak2_frac.tolist(), feats.fsk_frac.tolist(), feats.cpt_frac.tolist(),
+        ):
+            events += step(*row)
+            if self.done:
+                break
+        return events
+
+    def step_features(
+        self,
+        band_db: float,
+        periodicity: float,
+        peak_hz: float,
+        peak_frac: float,
+        peak2_hz: float,
+        peak2_frac: float,
+        fsk_frac: float,
+        cpt_frac: float,
+    ) -> list[AmdEvent]:
+        """The decision step for the next whole frame, its features already computed: feed()
+        runs it for each frame of a chunk, media.batch for each call's frame of a tick (one
+        `analyze` over every call). Do not mix with feed() of partial frames."""
+        if self.done:
+            return []
+        vad, tones, music, machine = self.vad, self.tones, self.music, self.machine
+        self._frames_done += 1
+        t_ms = self._frames_done * FRAME_MS
+        floor = vad.floor_db if vad.floor_db is not None else band_db
+        obs = tones.update(t_ms, band_db, floor, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac)
+        # Before anyone speaks, ringback-band tone is call progress, never a voice.
+        progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
+        # Music in held notes (as of the frame before) is voiced too, but it is not a voice.
+        voice = vad.update(band_db, periodicity, obs.tone or obs.candidate or progress or music.notes, peak_frac)
+        playing = music.update(
+            t_ms, peak_hz, peak2_hz, peak_frac, obs.tone or obs.candidate, band_db - floor, peak2_frac, band_db, floor,
+            voice.speech,
+        )
+        if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+            obs = replace(obs, beep=None)  # a note of the hold music, not a beep
+        if self.trace is not None:
+            self.trace.append(
+                TraceRow(t_ms, band_db, vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
+            )
+        return machine.step(t_ms, voice, obs, playing)
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         return self.machine.finish(self.time_ms, cause)

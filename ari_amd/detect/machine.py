@@ -12,7 +12,9 @@ DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
 Beyond Twilio's rules:
                   a tone sounding is not silence: it holds the human decision
                   a beep before the human decision   -> machine (a short greeting, then the beep)
-                  music after speech                 -> machine
+                  after a run of >= 1 s, the human decision waits for 2.8 s of silence
+                  (a beep, music or more greeting may yet come); a hangup then is human
+                  music after speech                 -> machine (not while a tone may be a beep)
                   SIT tones                          -> unknown, cause sit_tone
                   ringback before anyone speaks      -> ignored; SilenceTimeout restarts after it
 """
@@ -36,6 +38,12 @@ RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR sp
 BEEP_GRACE_MS = 2_500
 CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
 MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
+# "Hello?" is short (median 0.6 s); "Leave a message." and other short greetings run
+# about a second and more, and their beep follows 1-2.5 s later (the VAD ends an utterance
+# up to 0.3 s before its last sound). After an utterance this long, the human decision
+# waits for that much silence, so a beep can still be heard.
+GREETING_HOLD_MIN_MS = 1_000
+GREETING_HOLD_SILENCE_MS = 2_800
 
 
 def _in_cpt_band(hz: float) -> bool:
@@ -70,6 +78,9 @@ class AmdStateMachine:
         self._last_tone_end = 0
         self._rise_at_start = 0
         self._silence_origin = 0  # SilenceTimeout counts from here: answer, or the end of ringback
+        self._run_closed = False  # SpeechEndThreshold of silence ended the run; the next speech starts a new one
+        self._held = False  # a greeting-length run has closed: Twilio's rule said human, we held it
+        self._holding = False  # the run that closed was greeting-length: the human decision waits for a beep
 
     # --- one frame ----------------------------------------------------------
     def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
@@ -109,8 +120,9 @@ class AmdStateMachine:
             self._in_speech = True
             self.utterances.append(Utterance(onset, t_ms))
             events.append(AmdEvent(EventKind.SPEECH_START, onset))
-            if self._run_start is None:
+            if self._run_start is None or self._run_closed:
                 self._run_start = onset
+                self._run_closed = False
         elif self._in_speech and speech:
             self.utterances[-1].end_ms = t_ms
         elif self._in_speech and not speech:
@@ -120,7 +132,14 @@ class AmdStateMachine:
             events.append(AmdEvent(EventKind.SPEECH_END, self._last_speech_end))
 
         p = self.params
-        if music and not self._in_speech and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS:
+        # While a tone sounds or a beep-like one waits for quiet, what seems music may be a
+        # beep of three tones: let the beep decide first.
+        if (
+            music
+            and not self._in_speech
+            and not (tones.tone or tones.beep_pending)
+            and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS
+        ):
             self._last_tone_end = t_ms  # music is not silence
             if self.state is State.SPEECH:
                 # Beyond Twilio: people don't play hold music. Speech, then music: a machine.
@@ -156,15 +175,26 @@ class AmdStateMachine:
                     return events + self._decide(AnsweredBy.MACHINE_START, t_ms, Rule.SPEECH_THRESHOLD, cause, *figures)
                 events += self._interim(AnsweredBy.MACHINE_START, t_ms, Rule.SPEECH_THRESHOLD, cause, *figures)
                 self.state = State.GREETING
-            elif not self._in_speech and self._silence(t_ms) >= p.speech_end_threshold_ms:
-                return events + self._decide(
-                    AnsweredBy.HUMAN,
-                    t_ms,
-                    Rule.SPEECH_END,
-                    f"speech_end_threshold {p.speech_end_threshold_ms}ms of silence after {run}ms of speech",
-                    self._silence(t_ms),
-                    p.speech_end_threshold_ms,
-                )
+            elif not self._in_speech and (silence := self._silence(t_ms)) >= p.speech_end_threshold_ms:
+                if not self._run_closed:
+                    # Twilio's run ends here. A greeting-length one holds the decision; a short
+                    # one after it (a second "Hello?") gets Twilio's timing again.
+                    self._run_closed = True
+                    self._holding = run >= min(GREETING_HOLD_MIN_MS, p.speech_threshold_ms)
+                    self._held = self._held or self._holding
+                limit = p.speech_end_threshold_ms
+                if self._holding:
+                    limit = max(limit, GREETING_HOLD_SILENCE_MS)
+                if silence >= limit:
+                    held = f", held to {limit}ms for a beep after a greeting-length utterance" if self._holding else ""
+                    return events + self._decide(
+                        AnsweredBy.HUMAN,
+                        t_ms,
+                        Rule.SPEECH_END,
+                        f"speech_end_threshold {p.speech_end_threshold_ms}ms of silence after {run}ms of speech{held}",
+                        silence,
+                        limit,
+                    )
         if self.state is State.GREETING and not self._in_speech:
             quiet = p.speech_end_threshold_ms + BEEP_GRACE_MS
             if self._silence(t_ms) >= quiet:
@@ -189,6 +219,14 @@ class AmdStateMachine:
             silent = not self._in_speech and self._silence(t_ms) >= self.params.speech_end_threshold_ms
             kind = AnsweredBy.MACHINE_END_SILENCE if silent else AnsweredBy.MACHINE_END_OTHER
             return self._decide(kind, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms during the greeting", t_ms)
+        if self.state is State.SPEECH and self._held:
+            # Twilio's rule had already said human (a run ended in SpeechEndThreshold of silence):
+            # we were only holding it for a beep that never came.
+            silence = self._silence(t_ms)
+            return self._decide(
+                AnsweredBy.HUMAN, t_ms, Rule.SPEECH_END, f"{cause} at {t_ms}ms after {silence}ms of silence, no beep", silence,
+                self.params.speech_end_threshold_ms,
+            )
         return self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms before a verdict", t_ms)
 
     @property

@@ -1,9 +1,24 @@
-"""Hold music: pitches that stay put frame after frame, for a second and more.
+"""Hold music: notes that hold their pitch, one after another, for seconds.
 
-Speech glides from pitch to pitch and babble is many such glides; line noise has no
-steady peaks at all. Music holds its notes for hundreds of milliseconds. Measured on
-the dev corpus over 1 s windows: a steady-peak share above 0.6 in 31% of music
-windows, 1% of speech windows, none of babble or line noise.
+Three cues, any is enough:
+
+- **Steady peaks.** The strongest peak stays put frame after frame for most of a second.
+  Speech glides from pitch to pitch and babble is many such glides; line noise has no
+  steady peaks at all. Measured on the dev corpus over 1 s windows: a steady-peak share
+  above 0.6 in 31% of music windows, 1% of speech windows, none of babble or line noise.
+- **Held notes.** Quiet or noisy music (music on hold a few dB over the line, chords)
+  rarely keeps one peak on top, but each note still holds one of the two strongest peaks
+  for 120 ms and more; a chord's notes take turns there. A vowel seldom holds a pitch
+  200 ms and babble glides. A beep is one held note (or two, for a two-tone beep, or with
+  its harmonic, begun together), so music needs three distinct notes begun within 2.5 s,
+  not all at once, and a fifth of a second's frames in held notes. The VAD takes such
+  music for a voice (it is voiced): the detector tells it otherwise.
+- **Drone.** Chords whose notes lie closer than one 31 Hz bin beat into a single peak that
+  wanders to and fro in a narrow band for seconds. A beep holds its pitch or glides
+  smoothly; a voice (which the VAD hears) breaks it up.
+
+Loudness is judged against the quietest the line has been (the VAD's floor learns music
+that goes on, and mains hum holds steady peaks but is the floor).
 """
 
 from __future__ import annotations
@@ -15,30 +30,178 @@ STEADY_FRAC = 0.25  # and must hold this share of the band
 WINDOW = 50  # frames (1 s)
 MUSIC_SHARE = 0.6
 ABOVE_FLOOR_DB = 3.0
+MUSIC_SPANS = 8  # recent stretches of music remembered, for vetoing beeps
+
+ABOVE_QUIET_DB = 3.0  # held notes and drones: this far over the quietest floor so far
+NOTE_HZ = 12.0  # a held note stays this close to the pitch it started at
+NOTE_FRAC = 0.15  # a peak weaker than this share of the band is not followed
+NOTE_LO_HZ = 280.0  # below this, the band's edge and mains hum harmonics
+NOTE_SLOTS = 3  # notes followed at once
+NOTE_MISS_FRAMES = 1  # a chord has more notes than two peaks show: one may drop out for a frame
+NOTE_MIN_FRAMES = 6  # 120 ms at one pitch is a held note...
+NOTE_ONSET_FRAMES = 10  # ...and it counts as begun once held 200 ms: few vowels hold a pitch that long
+NEW_NOTE_HZ = 36.0  # a note this far from every other in the window is a new one
+NOTE_SHARE = 0.2  # share of a 1 s window in held notes
+NOTE_ONSETS = 3  # distinct notes begun within NOTE_ONSETS_MS...
+NOTE_ONSETS_MS = 2_500
+NOTE_ONSET_GAP_MS = 100  # ...not all within this of each other
+
+DRONE_FRAC = 0.3  # the peak holds this share of the band...
+DRONE_HZ = 80.0  # ...stays this close to the band's (slowly moving) centre...
+DRONE_CENTRE_RATE = 0.1
+DRONE_MISS_FRAMES = 3  # ...with at most this many frames away in a row...
+DRONE_FRAMES = 50  # ...for a second...
+DRONE_RANGE_HZ = 25.0  # ...wandering at least this far...
+DRONE_JITTER_HZ = 6.0  # ...and this much per frame on average (a beep moves 0-3 Hz)
 
 
 class MusicTracker:
     def __init__(self) -> None:
-        self._peaks: deque[tuple[float, float]] = deque(maxlen=2)
+        self._prev: tuple[float, float, float, float] | None = None  # the peaks of the two frames before
         self._steady: deque[bool] = deque(maxlen=WINDOW)
         self._count = 0
+        self._notes = [[0.0, 0, 0] for _ in range(NOTE_SLOTS)]  # [pitch, frames held, frames missed]
+        self._any_note = False  # some slot may be holding a note
+        self._held: deque[bool] = deque(maxlen=WINDOW)
+        self._held_count = 0
+        self._onsets: deque[tuple[int, float]] = deque()  # when held notes began (audio ms), at what pitch
+        self._quiet_db: float | None = None  # the quietest floor so far
+        # centre, frames, misses in a row, lowest, highest, sum of |frame-to-frame steps|
+        self._drone: list[float] = [0.0, 0, 0, 0.0, 0.0, 0.0]
+        self._drone_prev_hz = 0.0
+        self.notes = False  # the held-note cue alone: music now, even where the VAD hears a voice
         self.music_at: int | None = None  # when music was last heard (audio ms)
+        self._spans: deque[list[int]] = deque(maxlen=MUSIC_SPANS)  # [first, last] frame of recent music
 
-    def update(self, t_ms: int, peak_hz: float, peak2_hz: float, peak_frac: float, tone: bool, above_floor_db: float) -> bool:
-        """tone: the frame belongs to a single tone (beep, fax): that is not music.
-        above_floor_db: mains hum holds steady peaks too, but it *is* the floor."""
-        steady = not tone and above_floor_db >= ABOVE_FLOOR_DB and peak_frac >= STEADY_FRAC and any(
-            abs(peak_hz - a) <= STEADY_HZ or abs(peak_hz - b) <= STEADY_HZ for a, b in self._peaks
+    def update(
+        self,
+        t_ms: int,
+        peak_hz: float,
+        peak2_hz: float,
+        peak_frac: float,
+        tone: bool,
+        above_floor_db: float,
+        peak2_frac: float = 0.0,
+        level_db: float | None = None,
+        floor_db: float | None = None,
+        speech: bool = False,
+    ) -> bool:
+        """tone: the frame belongs to a single tone (beep, fax): that is not a steady peak of music.
+        above_floor_db: mains hum holds steady peaks too, but it *is* the floor.
+        level_db, floor_db: this frame's level and the VAD's floor (held notes, drone).
+        speech: the VAD hears a voice in this frame (a monotone voice can pass for a drone)."""
+        p = self._prev
+        steady = (
+            not tone
+            and above_floor_db >= ABOVE_FLOOR_DB
+            and peak_frac >= STEADY_FRAC
+            and p is not None
+            and (
+                abs(peak_hz - p[0]) <= STEADY_HZ
+                or abs(peak_hz - p[1]) <= STEADY_HZ
+                or abs(peak_hz - p[2]) <= STEADY_HZ
+                or abs(peak_hz - p[3]) <= STEADY_HZ
+            )
         )
-        self._peaks.append((peak_hz, peak2_hz))
-        if len(self._steady) == WINDOW:
-            self._count -= self._steady[0]
-        self._steady.append(steady)
+        self._prev = (peak_hz, peak2_hz, p[0], p[1]) if p is not None else (peak_hz, peak2_hz, -1e9, -1e9)
+        window = self._steady
+        if len(window) == WINDOW:
+            self._count -= window[0]
+        window.append(steady)
         self._count += steady
-        music = len(self._steady) == WINDOW and self._count >= MUSIC_SHARE * WINDOW
+        music = len(window) == WINDOW and self._count >= MUSIC_SHARE * WINDOW
+        if level_db is not None and floor_db is not None:
+            quiet = self._quiet_db = floor_db if self._quiet_db is None else min(self._quiet_db, floor_db)
+            loud = level_db - quiet >= ABOVE_QUIET_DB
+            self.notes = self._held_notes(t_ms, peak_hz, peak_frac, peak2_hz, peak2_frac, loud)
+            music = self._drone_step(peak_hz, loud and peak_frac >= DRONE_FRAC, speech) or self.notes or music
         if music:
+            spans = self._spans
+            if spans and spans[-1][1] == self.music_at:
+                spans[-1][1] = t_ms
+            else:
+                spans.append([t_ms, t_ms])
             self.music_at = t_ms
         return music
 
     def heard_within(self, t_ms: int, span_ms: int) -> bool:
-        return self.music_at is not None and t_ms - self.music_at <= span_ms
+        """Was music heard in the span_ms before t_ms? (Not after: a beep's own tones, three
+        in a row, can pass for music while they sound; they must not veto that beep.)"""
+        return any(start < t_ms and end >= t_ms - span_ms for start, end in self._spans)
+
+    def _held_notes(self, t_ms: int, hz1: float, frac1: float, hz2: float, frac2: float, loud: bool) -> bool:
+        held = False
+        free1 = loud and frac1 >= NOTE_FRAC and hz1 >= NOTE_LO_HZ
+        free2 = loud and frac2 >= NOTE_FRAC and hz2 >= NOTE_LO_HZ
+        if not (free1 or free2):
+            if self._any_note:
+                for slot in self._notes:
+                    slot[1] = 0
+                self._any_note = False
+        else:
+            self._any_note = True
+            for slot in self._notes:
+                if not slot[1]:
+                    continue
+                if free1 and abs(hz1 - slot[0]) <= NOTE_HZ:
+                    free1 = False
+                elif free2 and abs(hz2 - slot[0]) <= NOTE_HZ:
+                    free2 = False
+                elif slot[2] < NOTE_MISS_FRAMES:
+                    slot[2] += 1
+                    held = held or slot[1] >= NOTE_MIN_FRAMES
+                    continue
+                else:
+                    slot[1] = 0
+                    continue
+                slot[1] += 1
+                slot[2] = 0
+                held = held or slot[1] >= NOTE_MIN_FRAMES
+                if slot[1] == NOTE_ONSET_FRAMES and all(abs(slot[0] - hz) > NEW_NOTE_HZ for _, hz in self._onsets):
+                    # A new note, at a pitch not heard in the window (a beep that dips and
+                    # comes back is not a new note).
+                    self._onsets.append((t_ms, slot[0]))
+            if free1:
+                self._start_note(hz1)
+            if free2:
+                self._start_note(hz2)
+        window = self._held
+        if len(window) == WINDOW:
+            self._held_count -= window[0]
+        window.append(held)
+        self._held_count += held
+        onsets = self._onsets
+        while onsets and t_ms - onsets[0][0] > NOTE_ONSETS_MS:
+            onsets.popleft()
+        if self._held_count < NOTE_SHARE * WINDOW or len(onsets) < NOTE_ONSETS:
+            return False
+        # Notes that all began together are one sound (a beep and its harmonic, a dual tone).
+        return onsets[-1][0] - onsets[0][0] >= NOTE_ONSET_GAP_MS
+
+    def _start_note(self, hz: float) -> None:
+        # Into an empty slot, or else the one holding the shortest note.
+        a, b, c = self._notes
+        slot = a if a[1] <= b[1] else b
+        if c[1] < slot[1]:
+            slot = c
+        slot[0], slot[1], slot[2] = hz, 1, 0
+
+    def _drone_step(self, hz: float, ok: bool, speech: bool) -> bool:
+        d = self._drone
+        if ok and not speech and d[1] and abs(hz - d[0]) <= DRONE_HZ:
+            d[0] += DRONE_CENTRE_RATE * (hz - d[0])
+            d[1] += 1
+            d[2] = 0
+            if hz < d[3]:
+                d[3] = hz
+            elif hz > d[4]:
+                d[4] = hz
+            d[5] += abs(hz - self._drone_prev_hz)
+        elif d[1] and d[2] < DRONE_MISS_FRAMES:
+            d[2] += 1
+        elif ok and not speech:
+            d[0], d[1], d[2], d[3], d[4], d[5] = hz, 1, 0, hz, hz, 0.0
+        else:
+            d[1] = 0
+        self._drone_prev_hz = hz
+        return d[1] >= DRONE_FRAMES and d[4] - d[3] >= DRONE_RANGE_HZ and d[5] >= DRONE_JITTER_HZ * d[1]

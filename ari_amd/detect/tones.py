@@ -31,6 +31,8 @@ BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
 BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor...
 BEEP_DROP_DB = 12.0  # ...or this far below the beep (the floor may be stale after a long tone)
 BEEP_DECAY_FRAMES = 2  # loud frames allowed after the tone: its decay, room echo
+BEEP_TAIL_FRAC = 0.3  # after the beep, a peak at its pitch this strong...
+BEEP_TAIL_DROP_DB = 3.0  # ...and this much softer is the tone going on (as loud: the beep itself, broken up)
 BEEP_PURITY = 0.6
 BEEP_MAX_SPREAD_DB = 3.0  # a beep's level is flat
 BEEP_STEADY_MS = 300  # past this, the allowed level spread grows with the duration
@@ -69,6 +71,7 @@ class ToneRun:
     level_db: float = -100.0  # the loudest interior level
     lo_db: float = 0.0  # level range over the run's interior frames: a beep is flat, a vowel swells
     hi_db: float = -200.0
+    end_hz: float = 0.0  # the pitch at the end of the last run (a pending beep group's last tone)
 
     @property
     def spread_db(self) -> float:
@@ -93,7 +96,11 @@ class ToneObservation:
     beep: Beep | None = None  # a beep confirmed over (ended into quiet) at this frame
     call_progress: bool = False  # a frame of ringback-band tone
     call_progress_ms: int = 0  # how long it has lasted
+    beep_pending: bool = False  # a beep-like tone (group) has ended and is waiting for quiet
 
+
+
+_NOTHING = ToneObservation(tone=False)
 
 
 class ToneTracker:
@@ -103,6 +110,7 @@ class ToneTracker:
         self._run: ToneRun | None = None
         self._pending: ToneRun | None = None  # candidate beep group awaiting quiet
         self._loud_frames = 0  # loud frames since a candidate beep ended
+        self._tail_frames = 0  # quieter frames since then still at the beep's pitch
         self._prev_level = 0.0
         self._fax_ms = 0
         self._cpt_ms = 0
@@ -110,6 +118,7 @@ class ToneTracker:
         self._v21_lo, self._v21_hi = 1e9, 0.0
         self.fax_found: str | None = None
         self._sit_runs: deque[ToneRun] = deque(maxlen=len(SIT_BANDS))
+        self._sit_changed = False
         self.runs: list[ToneRun] = []  # every finished tone run, for evidence
 
     def update(
@@ -168,8 +177,11 @@ class ToneTracker:
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
         sit = self._sit_complete()
-        beep = self._track_beep(t_ms, level_db, floor_db)
-        return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms)
+        beep = self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
+        pending = self._pending is not None
+        if not (is_tone or candidate or fax or sit or beep or cpt or self._cpt_ms or pending):
+            return _NOTHING  # most frames: one shared, immutable observation
+        return ToneObservation(is_tone, candidate, fax, sit, beep, cpt, self._cpt_ms, pending)
 
     # --- fax -----------------------------------------------------------------
     def _track_fax(self, tonal: bool, peak_hz: float, peak_frac: float, fsk_frac: float, loud: bool) -> str | None:
@@ -203,6 +215,7 @@ class ToneTracker:
         run.purity /= run.frames
         self.runs.append(run)
         self._sit_runs.append(run)
+        self._sit_changed = True
         pending = self._pending
         if not _beep_like(run):
             if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
@@ -211,20 +224,35 @@ class ToneTracker:
         if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
             pending.purity = (pending.purity * pending.frames + run.purity * run.frames) / (pending.frames + run.frames)
             pending.end_ms = run.end_ms
+            pending.end_hz = run.hz
             pending.frames += run.frames
             pending.level_db = max(pending.level_db, run.level_db)
         else:
-            self._pending = ToneRun(run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db)
+            self._pending = ToneRun(
+                run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db, end_hz=run.hz
+            )
 
-    def _track_beep(self, t_ms: int, level_db: float, floor_db: float) -> Beep | None:
+    def _track_beep(self, t_ms: int, level_db: float, floor_db: float, peak_hz: float, peak_frac: float) -> Beep | None:
         pending = self._pending
         if pending is None or self._run is not None:
             self._loud_frames = 0
+            self._tail_frames = 0
             return None
         if level_db > max(floor_db + BEEP_QUIET_DB, pending.level_db - BEEP_DROP_DB):
             self._loud_frames += 1
             if self._loud_frames > BEEP_DECAY_FRAMES:
                 # Sound goes on after the tone: music, speech, a voice over it: not a beep.
+                self._pending = None
+            return None
+        if (
+            abs(peak_hz - pending.end_hz) <= MAX_STEP_HZ
+            and peak_frac >= BEEP_TAIL_FRAC
+            and level_db <= pending.level_db - BEEP_TAIL_DROP_DB
+        ):
+            self._tail_frames += 1
+            if self._tail_frames > BEEP_DECAY_FRAMES:
+                # The same pitch sounds on, only softer: a note of music fading, not a beep
+                # (the machine starts recording after a beep: what follows is the line).
                 self._pending = None
             return None
         if t_ms - pending.end_ms < BEEP_MERGE_GAP_MS:
@@ -237,6 +265,9 @@ class ToneTracker:
 
     # --- SIT -----------------------------------------------------------------
     def _sit_complete(self) -> bool:
+        if not self._sit_changed:  # the verdict on the last three runs stands until another ends
+            return False
+        self._sit_changed = False
         runs = list(self._sit_runs)
         if len(runs) < len(SIT_BANDS):
             return False

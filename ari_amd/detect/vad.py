@@ -45,6 +45,11 @@ class VoiceObservation:
     rise_frames: int = 0  # consecutive frames clear of the floor up to this one: where an onset began
 
 
+_OBSERVATIONS = {
+    flag: tuple(VoiceObservation(flag, rise) for rise in range(RISE_MAX_FRAMES + 1)) for flag in (False, True)
+}
+
+
 class VoiceActivity:
     """Stateful per-call VAD: one `update` per frame, in order."""
 
@@ -57,7 +62,7 @@ class VoiceActivity:
 
     def update(self, level_db: float, periodicity: float, tone: bool, peakiness: float = 0.0) -> VoiceObservation:
         speech = self._update(level_db, periodicity, tone, peakiness)
-        return VoiceObservation(speech, self._rise)
+        return _OBSERVATIONS[speech][self._rise]  # shared, immutable: no allocation per frame
 
     def _update(self, level_db: float, periodicity: float, tone: bool, peakiness: float) -> bool:
         if level_db <= DEAD_DB:

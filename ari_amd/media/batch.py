@@ -1,0 +1,223 @@
+"""Every call's detector, one vectorised feature step per tick.
+
+`Detector.feed` on one 20 ms packet spends ~260 us in numpy's fixed cost per call for 160 samples
+of work: fine for a call, 13 s of CPU per second for 1000 calls. Here each call's receiver queues
+its whole frames, and every tick (`TICK_MS`) one `analyze` runs over all calls' frames at once;
+then each call's scalar decision step (`Detector.step_features`) runs on its rows, in arrival
+order. Framing and scaling are those of `Detector.feed`, so the verdicts are the same to the
+millisecond as feeding the call's audio to one detector (tests/test_media_batch.py).
+
+A frame waits at most one tick plus the tick's work. A decided frame costs ~14 us here against
+~260 us fed alone; what that holds on one core, and where the rest of the time goes, is in
+docs/ROBUSTNESS.md (bench/media_load.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+import structlog
+
+from ari_amd.detect.detector import Detector
+from ari_amd.detect.features import FRAME, SAMPLE_RATE, analyze
+from ari_amd.detect.resample import Decimator
+from ari_amd.detect.verdict import AmdEvent
+
+TICK_MS = 10  # half a packet interval: calls' packets arrive spread over the 20 ms
+# analyze's temporaries for 1000 rows (several MB of complex128) fall out of cache and cost
+# twice as much per frame as blocks of a few hundred.
+MAX_ROWS_PER_ANALYZE = 256
+INT_SCALE = 32768.0  # int16 full scale, as Detector.feed scales
+
+EventCallback = Callable[["BatchSession", list[AmdEvent]], None]
+
+log = structlog.get_logger(__name__)
+
+
+class BatchSession:
+    """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback)."""
+
+    __slots__ = ("batch", "detector", "on_events", "closed", "sample_rate", "_decimator", "_pending", "_float_tick")
+
+    def __init__(
+        self, batch: FrameBatch, detector: Detector, sample_rate: int, on_events: EventCallback | None
+    ) -> None:
+        if sample_rate not in (SAMPLE_RATE, 2 * SAMPLE_RATE):
+            raise ValueError(f"sample_rate must be 8000 or 16000 (got {sample_rate})")
+        self.batch = batch
+        self.detector = detector
+        self.on_events = on_events
+        self.closed = False
+        self.sample_rate = sample_rate
+        self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._float_tick = -1  # the last tick this call queued float frames in
+
+    def __call__(self, samples: np.ndarray, sample_rate: int) -> None:
+        if sample_rate != self.sample_rate:
+            raise ValueError(f"audio at {sample_rate} Hz for a {self.sample_rate} Hz call")
+        self.feed(samples)
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Queue the whole frames of `samples` for the next tick; a partial frame waits for more."""
+        if self.closed or self.detector.done:
+            return
+        x = np.asarray(samples)
+        if x.ndim != 1:
+            # Refused here, at the caller: a 2-D frame would break the whole tick's analyze.
+            raise ValueError(f"mono audio is a 1-D array (got shape {x.shape})")
+        batch = self.batch
+        if (
+            x.dtype == np.int16
+            and len(x) == FRAME
+            and self._decimator is None
+            and not len(self._pending)
+            and self._float_tick != batch._tick_id
+        ):
+            # The usual case, one 20 ms packet: scaled with the whole tick's. It is read only at the
+            # tick, so a view of a buffer the caller may reuse is copied (decoded RTP never is one).
+            batch._queue_int(self, x if x.flags.owndata else x.copy())
+            return
+        x = x.astype(np.float32) / INT_SCALE if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
+        if self._decimator is not None:
+            x = self._decimator.process(x)
+        buf = np.concatenate((self._pending, x)) if len(self._pending) else x
+        n = len(buf) // FRAME
+        if n:
+            # Float frames are decided after the tick's int16 ones: this call queues no more int16
+            # frames this tick, so its own frames keep their order.
+            self._float_tick = batch._tick_id
+            for i in range(n):
+                batch._queue_float(self, buf[i * FRAME : (i + 1) * FRAME])
+        self._pending = buf[n * FRAME :].copy()
+
+    def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
+        """End of the call's audio: decide its queued frames now, then `Detector.finish`."""
+        if self.closed:
+            return []
+        self.batch.process()  # this call's queued frames are decided before its end
+        self.closed = True
+        self.batch._sessions.discard(self)
+        events = self.detector.finish(cause)
+        if events:
+            self.batch._notify(self, events)
+        return events
+
+    def close(self) -> None:
+        """Leave the batch without a verdict (the call is gone); queued frames are skipped."""
+        self.closed = True
+        self.batch._sessions.discard(self)
+
+
+class FrameBatch:
+    """The calls of one event loop, their frames decided together once per tick."""
+
+    def __init__(self, tick_ms: int = TICK_MS) -> None:
+        if tick_ms <= 0:
+            raise ValueError("tick_ms must be positive")
+        self.tick_ms = tick_ms
+        self.frames_processed = 0
+        self.ticks = 0
+        self.callback_errors = 0
+        self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
+        self._sessions: set[BatchSession] = set()
+        self._tick_id = 0
+        # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
+        # and frames already float (float input, slin16 after decimation, odd packet sizes).
+        self._int_frames: list[np.ndarray] = []
+        self._int_owners: list[BatchSession] = []
+        self._float_frames: list[np.ndarray] = []
+        self._float_owners: list[BatchSession] = []
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def queued(self) -> int:
+        return len(self._int_frames) + len(self._float_frames)
+
+    def add(
+        self,
+        detector: Detector | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        on_events: EventCallback | None = None,
+    ) -> BatchSession:
+        """A new call; its detector's rate is the media's (8000, or 16000 for slin16)."""
+        session = BatchSession(self, detector or Detector(sample_rate=sample_rate), sample_rate, on_events)
+        self._sessions.add(session)
+        return session
+
+    def process(self) -> int:
+        """Decide every queued frame: features in blocks, then each call's step, in order."""
+        n = self.queued
+        if not n:
+            return 0
+        ints, int_owners = self._int_frames, self._int_owners
+        floats, float_owners = self._float_frames, self._float_owners
+        self._int_frames, self._int_owners, self._float_frames, self._float_owners = [], [], [], []
+        self._tick_id += 1
+        self.ticks += 1
+        for start in range(0, len(ints), MAX_ROWS_PER_ANALYZE):
+            stop = start + MAX_ROWS_PER_ANALYZE
+            self._decide(np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop])
+        for start in range(0, len(floats), MAX_ROWS_PER_ANALYZE):
+            stop = start + MAX_ROWS_PER_ANALYZE
+            self._decide(np.stack(floats[start:stop]), float_owners[start:stop])
+        self.frames_processed += n
+        return n
+
+    def _decide(self, frames: np.ndarray, owners: list[BatchSession]) -> None:
+        feats = analyze(frames)
+        rows = zip(
+            owners,
+            feats.band_db.tolist(),
+            feats.periodicity.tolist(),
+            feats.peak_hz.tolist(),
+            feats.peak_frac.tolist(),
+            feats.peak2_hz.tolist(),
+            feats.peak2_frac.tolist(),
+            feats.fsk_frac.tolist(),
+            feats.cpt_frac.tolist(),
+        )
+        for session, band, per, p1, f1, p2, f2, fsk, cpt in rows:
+            if session.closed:
+                continue
+            try:
+                events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
+            except Exception:
+                # A detector fault ends that call's detection only; the tick goes on for the rest.
+                session.close()
+                self.step_errors += 1
+                log.exception("batch_step_failed", count=self.step_errors)
+                continue
+            if events:
+                self._notify(session, events)
+
+    async def run(self) -> None:
+        """Tick until cancelled (one task per event loop)."""
+        period = self.tick_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            self.process()
+
+    def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
+        self._int_frames.append(frame)
+        self._int_owners.append(session)
+
+    def _queue_float(self, session: BatchSession, frame: np.ndarray) -> None:
+        self._float_frames.append(frame)
+        self._float_owners.append(session)
+
+    def _notify(self, session: BatchSession, events: list[AmdEvent]) -> None:
+        if session.on_events is None:
+            return
+        try:
+            session.on_events(session, events)
+        except Exception:
+            # One call's handler must not stop the tick for every other call.
+            self.callback_errors += 1
+            n = self.callback_errors
+            if n & (n - 1) == 0:
+                log.exception("batch_on_events_failed", count=n)

@@ -44,7 +44,7 @@ DROP_REASONS: dict[str, str] = {
     "out_of_range": "out_of_range",
 }
 # What one callback (webhook) attempt can come to; pre-created so a rate() has a series from the start.
-CALLBACK_OUTCOMES = ("delivered", "http_error", "network_error", "timeout", "gave_up")
+CALLBACK_OUTCOMES = ("delivered", "http_error", "network_error", "timeout", "refused", "gave_up")
 
 
 @dataclass(frozen=True)

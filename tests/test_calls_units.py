@@ -189,3 +189,28 @@ async def test_a_get_callback_carries_the_fields_in_the_query() -> None:
     finally:
         await runner.cleanup()
     assert receiver.requests[0][0] == "GET" and receiver.requests[0][1]["CallSid"] == call.id
+
+
+async def test_the_direct_sender_keeps_to_the_url_policy() -> None:
+    from ari_amd.calls.urlpolicy import UrlPolicy
+
+    receiver = Receiver()
+    runner, url = await serve(receiver)
+    try:
+        await DirectSender(UrlPolicy(deny=("loopback",))).send(url, "POST", {"CallSid": "CA1"}, call_id="CA1")
+        await DirectSender().send("http://169.254.169.254/latest", "POST", {"CallSid": "CA1"}, call_id="CA1")
+        assert receiver.requests == []  # loopback denied here; metadata denied by default
+        await DirectSender().send(url, "POST", {"CallSid": "CA1"}, call_id="CA1")
+        assert len(receiver.requests) == 1
+    finally:
+        await runner.cleanup()
+
+
+def test_attempt_outcomes_are_the_metrics_labels() -> None:
+    from ari_amd.calls.outbox import attempt_outcome
+    from ari_amd.metrics import CALLBACK_OUTCOMES
+
+    cases = [(200, None), (0, "refused: link-local"), (0, "TimeoutError"), (0, "ClientConnectorError"), (503, "HTTP 503")]
+    outcomes = [attempt_outcome(s, e) for s, e in cases]
+    assert outcomes == ["delivered", "refused", "timeout", "network_error", "http_error"]
+    assert set(outcomes) <= set(CALLBACK_OUTCOMES)

@@ -17,6 +17,7 @@ import structlog
 
 from ari_amd.calls.model import Call, CallEvent, CallEventKind
 from ari_amd.calls.signing import twilio_signature
+from ari_amd.calls.urlpolicy import UrlPolicy, UrlRefused, client_session
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -51,38 +52,47 @@ def signed_headers(url: str, fields: Mapping[str, str], auth_token: str | None, 
 
 
 class DirectSender:
-    """Sends now, retrying connection errors, timeouts and 5xx a few times; logs what is lost."""
+    """Sends now, retrying connection errors, timeouts and 5xx a few times; logs what is lost.
+    Where it may send is the URL policy's to say, as for the outbox (`serve` uses the outbox)."""
 
-    def __init__(self, session: aiohttp.ClientSession | None = None, timeout_s: float = 10.0) -> None:
-        self._session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+    def __init__(self, policy: UrlPolicy | None = None, timeout_s: float = 10.0) -> None:
+        self.policy = policy or UrlPolicy()
+        self.timeout_s = timeout_s
 
     async def send(
         self, url: str, method: str, fields: Mapping[str, str], *, call_id: str, auth_token: str | None = None
     ) -> None:
         key = secrets.token_hex(16)
         headers = signed_headers(url, fields, auth_token, key)
-        session = self._session or aiohttp.ClientSession()
+        try:
+            self.policy.check_url(url)
+        except UrlRefused as e:
+            log.error("callback_url_refused", call_id=call_id, reason=e.reason)
+            return
+        # The policy's resolver checks every address a name resolves to; no redirects followed.
+        session = client_session(self.policy, self.timeout_s)
         try:
             for attempt in range(1, DIRECT_ATTEMPTS + 1):
                 try:
                     if method.upper() == "GET":
-                        request = session.get(url, params=dict(fields), headers=headers, timeout=self.timeout)
+                        request = session.get(url, params=dict(fields), headers=headers, allow_redirects=False)
                     else:
-                        request = session.post(url, data=dict(fields), headers=headers, timeout=self.timeout)
+                        request = session.post(url, data=dict(fields), headers=headers, allow_redirects=False)
                     async with request as resp:
                         if resp.status < 500:
                             log.info("callback_sent", call_id=call_id, status=resp.status, attempt=attempt)
                             return
                         error = f"HTTP {resp.status}"
+                except UrlRefused as e:
+                    log.error("callback_url_refused", call_id=call_id, reason=e.reason)
+                    return
                 except (aiohttp.ClientError, TimeoutError, OSError) as e:
                     error = f"{type(e).__name__}: {e}"
                 log.warning("callback_failed", call_id=call_id, attempt=attempt, error=error)
                 await asyncio.sleep(DIRECT_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
             log.error("callback_lost", call_id=call_id, attempts=DIRECT_ATTEMPTS)
         finally:
-            if self._session is None:
-                await session.close()
+            await session.close()
 
 
 def amd_callback_listener(

@@ -37,6 +37,7 @@ from ari_amd.calls.model import (
 )
 from ari_amd.calls.stasis_args import parse_stasis_args
 from ari_amd.calls.tap import TAP_ARG
+from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
 from ari_amd.media.batch import FrameBatch
@@ -71,7 +72,7 @@ class CallEngine:
         self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password)
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
-        self.sender: Sender = sender or DirectSender(timeout_s=s.callbacks_timeout_s)
+        self.sender: Sender = sender or DirectSender(UrlPolicy(s.callbacks_allow, s.callbacks_deny), s.callbacks_timeout_s)
         self.metrics = metrics or create_metrics()
         self.batch = FrameBatch()
         self._batch_task: asyncio.Task[None] | None = None

@@ -349,8 +349,7 @@ class Outbox:
             status, error, retry = 0, "unexpected error", True
             log.error("callback_attempt_failed", key=d.key, url=target, exception=traceback.format_exc())
         if self.on_attempt is not None:
-            self.on_attempt("delivered" if error is None else "timeout" if error == "TimeoutError"
-                            else "network_error" if status == 0 else "http_error")
+            self.on_attempt(attempt_outcome(status, error))
         try:
             await self._record(d, attempt, status, error, retry, retry_after, target)
         except Exception:  # the row stays pending: sent again later (at least once)
@@ -397,6 +396,17 @@ class Outbox:
         self._pending = max(0, self._pending - 1)
         if self._pending == 0:
             self._idle.set()
+
+
+def attempt_outcome(status: int, error: str | None) -> str:
+    """One attempt, as /metrics counts it (ari_amd.metrics.CALLBACK_OUTCOMES)."""
+    if error is None:
+        return "delivered"
+    if error.startswith("refused:"):
+        return "refused"
+    if error == "TimeoutError":
+        return "timeout"
+    return "network_error" if status == 0 else "http_error"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -200,6 +200,10 @@ class CallController:
                 return False
             if ev is None and self._stream_ended:
                 break
+        if not self._gone:  # aborted (shutdown) before it was dialled: it must not stay behind
+            with contextlib.suppress(AriError):
+                await self.ctx.ari.hangup(self.call.channel_id)
+            self.call._set_status(CallStatus.CANCELED)
         return False
 
     async def _dial(self) -> bool:

@@ -95,7 +95,7 @@ def write_clips(folder: Path, specs: list[tuple[str, int]]) -> dict[str, Path]:
 
 def offline(path: Path, params: AmdParams) -> Verdict:
     """`ari-amd classify` on the same WAV the callee streams."""
-    return classify(load(path), params)[-1]
+    return offline_as_sent(path, params, 0)
 
 
 def write_tone_wav(path: Path, seconds: float, hz: float = 440.0) -> None:

@@ -1,13 +1,13 @@
-"""One call's life, from originate (or the dialplan's Stasis()) to its last resource freed.
+"""One call's life, from its creation (or the dialplan's Stasis()) to its last resource freed.
 
-    originate -> Dial RINGING -> StasisStart (answer: t0 of detection)
-      -> MediaTap (snoop + externalMedia) -> Detector.feed, verdicts as they come
+    channels/create -> StasisStart -> MediaTap (snoop + externalMedia) -> dial -> Ringing
+      -> Up (Asterisk's stamp: t0 of detection) -> detector (batched), verdicts as they come
       -> sync: variables, then continue / hang up / hold   |   async: that at answer, verdict later
       -> tap torn down -> ChannelDestroyed -> completed
 
 A CallController owns its call's channel events (one queue, Asterisk's order) and is the only
 writer of its Call. Every path out of detection (verdict, hangup, media gone, Asterisk gone,
-shutdown) goes through `_end_detection`, and every path out of `run` through the tap's close.
+shutdown) goes through the end of `_detect`, and every path out of `run` through the tap's close.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ari_amd.ari import (
     StasisEnd,
     StasisStart,
 )
-from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus
+from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus, DialplanTarget
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
@@ -47,8 +47,8 @@ from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 FRAME_S = 0.020
 HELD_FRAMES = 500  # 10 s of audio held while the call rings (the tap starts before answer)
 GUARD_TICK_S = 0.25  # how often the wall-clock guard looks at a call under detection
-WALL_MARGIN_S = 5.0
-LOST_GRACE_S = 2.0  # after an unexpected StasisEnd, how long a hangup's ChannelDestroyed may take  # past MachineDetectionTimeout on the wall clock, the audio is not coming
+WALL_MARGIN_S = 5.0  # past MachineDetectionTimeout on the wall clock, the audio is not coming
+LOST_GRACE_S = 2.0  # after an unexpected StasisEnd, how long a hangup's ChannelDestroyed may take
 
 DIAL_STATUS = {
     "BUSY": CallStatus.BUSY,
@@ -58,7 +58,7 @@ DIAL_STATUS = {
     "CONGESTION": CallStatus.FAILED,
 }
 # Q.850 causes of a channel that never answered: 17 user busy, 21 call rejected,
-# 18 no user responding, 19 no answer.
+# 18 no user responding, 19 no answer. The values are also Twilio's DialCallStatus words.
 CAUSE_STATUS = {17: CallStatus.BUSY, 21: CallStatus.BUSY, 18: CallStatus.NO_ANSWER, 19: CallStatus.NO_ANSWER}
 
 MAX_EVENT_AGE_S = 5.0  # an older (or future) timestamp means clocks differ: trust our own
@@ -284,7 +284,7 @@ class CallController:
         request = self.call.request
         assert request.amd is not None and self.tap is not None and self.detector is not None
         if self._tap_error is not None:
-            self.abort(self._tap_error)  # an answered call without ears: `unknown`, and on
+            self.abort(self._tap_error)  # an answered call we cannot hear: `unknown`, then delivery
         self._detecting = True
         self._feed_held()
         if request.async_amd and self._abort_cause is None:
@@ -361,19 +361,21 @@ class CallController:
             if request.after is AfterDetection.HANGUP:
                 await self.ctx.ari.hangup(self.call.channel_id)
             elif request.after is AfterDetection.CONTINUE:
-                # After /continue, Asterisk tells the app nothing more about the channel unless
-                # it subscribed: we still want its ChannelDestroyed (and to set variables, async).
-                await self.ctx.ari.subscribe(self.ctx.events.app, f"channel:{self.call.channel_id}")
-                self._left_stasis = True
-                target = request.dialplan
-                if target is None:
-                    await self.ctx.ari.continue_in_dialplan(self.call.channel_id)
-                else:
-                    await self.ctx.ari.continue_in_dialplan(
-                        self.call.channel_id, target.context, target.extension, target.priority
-                    )
+                await self.continue_in_dialplan(request.dialplan)
         except AriError as e:
             self._log.warning("after_detection_failed", after=request.after.value, error=str(e))
+
+    async def continue_in_dialplan(self, target: DialplanTarget | None) -> None:
+        """Out of Stasis to `target` (None: the next priority). Raises AriError."""
+        # After /continue, Asterisk tells the app nothing more about the channel unless it
+        # subscribed: we still want its ChannelDestroyed (and to set variables, async).
+        await self.ctx.ari.subscribe(self.ctx.events.app, f"channel:{self.call.channel_id}")
+        self._left_stasis = True
+        if target is None:
+            await self.ctx.ari.continue_in_dialplan(self.call.channel_id)
+        else:
+            await self.ctx.ari.continue_in_dialplan(self.call.channel_id, target.context, target.extension,
+                                                    target.priority)
 
     async def _until_gone(self) -> None:
         """Follow the channel to its ChannelDestroyed (its status and duration need it)."""

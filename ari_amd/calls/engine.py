@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import structlog
 
-from ari_amd.ari import AriClient, AriError, Channel, ChannelEvents, EventStream, StasisStart, naming
+from ari_amd.ari import AriClient, AriError, Channel, ChannelDestroyed, ChannelEvents, EventStream, StasisStart, naming
 from ari_amd.calls.callbacks import DirectSender, Sender, amd_callback_listener
 from ari_amd.calls.config import Settings
-from ari_amd.calls.controller import CallContext, CallController
+from ari_amd.calls.controller import CAUSE_STATUS, CallContext, CallController
 from ari_amd.calls.model import (
     AfterDetection,
     Call,
@@ -49,10 +49,16 @@ SHUTDOWN_GRACE_S = 5.0
 HISTORY = 1000  # ended calls kept for GET /Calls
 PLAYBACK_POLL_S = 0.1
 STRANDED_GRACE_S = 2.0
-# Twilio's DialCallStatus for a dialled leg that never answered, by Q.850 cause.
-DIAL_CALL_STATUS = {17: "busy", 21: "busy", 18: "no-answer", 19: "no-answer"}
 
 log = structlog.get_logger(__name__)
+
+
+def stasis_app(channel: Channel) -> tuple[str, str]:
+    """(application, its arguments) of a channel in Stasis(), from its dialplan app_data."""
+    dialplan = channel.raw.get("dialplan")
+    app_data = str(dialplan.get("app_data", "")) if isinstance(dialplan, dict) else ""
+    app, _, args = app_data.partition(",")
+    return app, args
 
 
 class CallEngine:
@@ -187,18 +193,11 @@ class CallEngine:
             call.log.warning("play_failed", media=media, error=str(e))
 
     async def continue_in_dialplan(self, call: Call, target: DialplanTarget | None = None) -> None:
-        if call.ended:
-            return
-        with contextlib.suppress(AriError):
-            await self.ari.subscribe(self.app, f"channel:{call.channel_id}")
         ctl = self._controllers.get(call.channel_id)
-        if ctl is not None:
-            ctl._left_stasis = True
+        if call.ended or ctl is None:
+            return
         try:
-            if target is None:
-                await self.ari.continue_in_dialplan(call.channel_id)
-            else:
-                await self.ari.continue_in_dialplan(call.channel_id, target.context, target.extension, target.priority)
+            await ctl.continue_in_dialplan(target)
         except AriError as e:
             call.log.warning("continue_failed", error=str(e))
 
@@ -217,10 +216,9 @@ class CallEngine:
                     await self.ari.create_bridge("mixing", bridge_id=bridge_id, name=self.app)
                     await self.ari.add_to_bridge(bridge_id, [call.channel_id, leg_id])
                     status = "completed"
-                elif ev.type == "ChannelDestroyed":
-                    cause = ev.raw.get("cause")
+                elif isinstance(ev, ChannelDestroyed):
                     if status != "completed":
-                        status = DIAL_CALL_STATUS.get(cause if isinstance(cause, int) else 0, "failed")
+                        status = CAUSE_STATUS.get(ev.cause or 0, CallStatus.FAILED).value
                     break
                 if call.ended:
                     break
@@ -318,9 +316,7 @@ class CallEngine:
     def _orphan(self, channel: Channel, live: set[str]) -> bool:
         """A channel in our application that no call of this process owns: a tap, a dialled leg
         or an originated callee left by an earlier run (a crash, a kill -9)."""
-        dialplan = channel.raw.get("dialplan")
-        app_data = str(dialplan.get("app_data", "")) if isinstance(dialplan, dict) else ""
-        app, _, arg = app_data.partition(",")
+        app, arg = stasis_app(channel)
         if app != self.app or channel.id in self._controllers or channel.id in self._placing:
             return False
         owner = naming.owner_of(channel.id)
@@ -331,9 +327,7 @@ class CallEngine:
     def _stranded(self, channel: Channel) -> bool:
         """A channel the dialplan handed to our application that nobody here follows: its
         detection died with an earlier run, and its dialplan waits in Stasis() for ever."""
-        dialplan = channel.raw.get("dialplan")
-        app_data = str(dialplan.get("app_data", "")) if isinstance(dialplan, dict) else ""
-        app, _, arg = app_data.partition(",")
+        app, arg = stasis_app(channel)
         return (
             app == self.app
             and channel.id not in self._controllers

@@ -46,17 +46,15 @@ async def place_one(
     after = AfterDetection.HOLD if async_amd else AfterDetection.HANGUP
     request = CallRequest(endpoint, params, async_amd, after, caller_id=caller_id, ring_timeout_s=ring_timeout_s,
                           meta=meta)
+    engine = CallEngine(settings, app=app)
     try:
-        engine = CallEngine(settings, app=app)
         await engine.start()
-    except PlaceError as e:
-        return {"call_id": request.call_id, "endpoint": endpoint, "status": "failed", "answered_by": None, "error": str(e)}
+        call = await engine.place(request)
+    except PlaceError as e:  # ARI not there, or the endpoint refused
+        await engine.close()
+        return {"call_id": request.call_id, "endpoint": endpoint, "status": "failed", "answered_by": None,
+                "error": str(e)}
     try:
-        try:
-            call = await engine.place(request)
-        except PlaceError as e:
-            return {"call_id": request.call_id, "endpoint": endpoint, "status": "failed", "answered_by": None,
-                    "error": str(e)}
         await call.wait_verdict(ring_timeout_s + params.timeout_ms / 1000 + VERDICT_MARGIN_S)
         await call.drain()  # the callback is sent by a listener: let it finish
         await engine.hangup(call)

@@ -342,6 +342,9 @@ async def test_lab_call_streams_the_clip_from_its_first_sample_and_leaves_nothin
         em = await ari.call("POST", "/channels/externalMedia", app=ari.app, channelId=em_id,
                             external_host=f"127.0.0.1:{sink_port}", format="ulaw")
         await ari.call("POST", "/bridges", type="mixing", bridgeId=bridge_id)
+        # Both enter the app just after their create returns; addChannel before that is a 422.
+        for cid in (snoop_id, em_id):
+            await ari.wait(is_event("StasisStart", cid))
         await ari.call("POST", f"/bridges/{bridge_id}/addChannel", channel=f"{snoop_id},{em_id}")
         tapped = time.monotonic()
         await asyncio.sleep(delay_ms / 1000 + len(clip) / RATE + 0.6)

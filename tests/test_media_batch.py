@@ -10,7 +10,7 @@ import pytest
 from ari_amd.detect import AmdParams, Mode
 from ari_amd.detect.detector import Detector, classify
 from ari_amd.detect.features import FRAME, analyze
-from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
+from ari_amd.detect.g711 import ALAW_TO_LINEAR, decode_alaw, decode_ulaw, encode_ulaw
 from ari_amd.detect.verdict import AmdEvent, AnsweredBy
 from ari_amd.media.batch import MAX_ROWS_PER_ANALYZE, BatchSession, FrameBatch
 from ari_amd.synth import DEV_CATEGORIES, make_clip
@@ -120,6 +120,66 @@ def test_packets_of_mixed_sizes_and_types_keep_their_order(clips: list[np.ndarra
     for session, offline in pairs:
         assert session.detector.trace == offline.trace
         assert session.detector.verdicts == offline.verdicts
+
+
+def encode_alaw(samples: np.ndarray) -> np.ndarray:
+    """Nearest A-law code per sample (tests only: a search of the 256 codes)."""
+    order = np.argsort(ALAW_TO_LINEAR)
+    table = ALAW_TO_LINEAR[order].astype(np.int32)
+    idx = np.clip(np.searchsorted(table, samples.astype(np.int32)), 1, 255)
+    nearer = np.where(np.abs(table[idx - 1] - samples) <= np.abs(table[idx] - samples), idx - 1, idx)
+    return order[nearer].astype(np.uint8)
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_g711_payloads_decoded_by_the_tick_match_decoded_frames(clips: list[np.ndarray], law: str) -> None:
+    # Undecoded 20 ms payloads, lost frames (None), and decoded packets of other sizes in between,
+    # as an RtpReceiver with on_g711 hands them on: frame for frame what one detector makes of the
+    # decoded audio with silence for the losses.
+    encode, decode = (encode_ulaw, decode_ulaw) if law == "ulaw" else (encode_alaw, decode_alaw)
+    rng = np.random.default_rng(9)
+    batch = FrameBatch()
+    pairs = []
+    for samples in clips[:5]:
+        coded = encode(samples)
+        session = batch.add(Detector(MODES[1]), law=law)
+        session.detector.trace = []
+        heard: list[np.ndarray] = []
+        start = 0
+        while start < len(coded):
+            r = rng.random()
+            size = FRAME if r < 0.85 else int(rng.choice([80, 240, 320]))
+            chunk = coded[start : start + size]
+            if len(chunk) == FRAME and r < 0.05:
+                session.feed_g711(None)
+                heard.append(np.zeros(FRAME, np.int16))
+            elif len(chunk) == FRAME:
+                session.feed_g711(chunk.tobytes())
+                heard.append(decode(chunk))
+            else:
+                session.feed(decode(chunk))
+                heard.append(decode(chunk))
+            start += size
+            if rng.random() < 0.3:
+                batch.process()
+        offline = Detector(MODES[1])
+        offline.trace = []
+        offline.feed(np.concatenate(heard))
+        pairs.append((session, offline))
+    batch.process()
+    for session, offline in pairs:
+        assert session.detector.trace == offline.trace
+        assert session.detector.verdicts == offline.verdicts
+
+
+def test_g711_frames_are_refused_without_a_law_or_of_the_wrong_size() -> None:
+    batch = FrameBatch()
+    with pytest.raises(ValueError, match="without a G.711 law"):
+        batch.add().feed_g711(bytes(FRAME))
+    with pytest.raises(ValueError, match="160 bytes"):
+        batch.add(law="ulaw").feed_g711(bytes(80))
+    with pytest.raises(ValueError, match="law must be one of"):
+        batch.add(sample_rate=16000, law="ulaw")
 
 
 def test_slin16_calls_match_a_16k_detector(clips: list[np.ndarray]) -> None:

@@ -191,6 +191,51 @@ async def test_reordered_and_lost_packets_come_out_in_order_with_silence(
     await rx.aclose()
 
 
+async def test_on_g711_takes_20ms_payloads_undecoded_and_the_rest_in_order(
+    pool: PortPool, sender: socket.socket, spoofer: socket.socket
+) -> None:
+    # One ordered stream across both callbacks: 20 ms payloads (and 20 ms losses, as None) to
+    # on_g711, a 10 ms packet decoded to on_audio; spoofs, duplicates, a marker bit and an SSRC
+    # change in the middle of the fast path change nothing of it.
+    order: list[tuple[str, object]] = []
+    rx = await RtpReceiver.open(
+        pool, "ulaw", lambda samples, rate: order.append(("audio", len(samples))),
+        on_g711=lambda payload: order.append(("g711", payload)),
+    )
+    encoded = [encode_ulaw(f).tobytes() for f in tone_frames(10)]
+    for i in range(4):
+        send(sender, rx, ulaw_packet(100 + i, encoded[i]))
+    send(spoofer, rx, ulaw_packet(104, b"\x00" * ULAW_FRAME))  # the next number, from a stranger
+    send(sender, rx, ulaw_packet(103, encoded[3]))  # a duplicate
+    marked = bytearray(ulaw_packet(104, encoded[4]))
+    marked[1] |= 0x80
+    send(sender, rx, bytes(marked))
+    send(sender, rx, ulaw_packet(105, encoded[5][:80]))  # 10 ms
+    send(sender, rx, ulaw_packet(110, encoded[6]))  # 106-109 lost: flushed as silence
+    send(sender, rx, ulaw_packet(7, encoded[7], ssrc=0x9999))  # a new stream from the same sender
+    send(sender, rx, ulaw_packet(8, encoded[8], ssrc=0x9999))
+    await wait_for(lambda: rx.stats.datagrams == 11)
+    rx.flush()
+    expected = [("g711", encoded[i]) for i in range(5)] + [("audio", 80)]
+    expected += [("audio", 80)] * 4  # losses after a 10 ms packet are 10 ms of silence, decoded
+    expected += [("g711", encoded[6]), ("g711", encoded[7]), ("g711", encoded[8])]
+    assert order == expected
+    st = rx.stats
+    assert (st.dropped_foreign_source, st.duplicates, st.lost, st.ssrc_changes) == (1, 1, 4, 1)
+    await rx.aclose()
+
+
+async def test_on_g711_gets_a_lost_20ms_frame_as_none(pool: PortPool, sender: socket.socket) -> None:
+    got: list[bytes | None] = []
+    rx = await RtpReceiver.open(pool, "alaw", Collector(), on_g711=got.append)
+    for seq in (1, 2, 4):
+        send(sender, rx, ulaw_packet(seq, bytes([seq]) * ULAW_FRAME, pt=8))
+    await wait_for(lambda: rx.stats.datagrams == 3)
+    rx.flush()
+    assert got == [b"\x01" * ULAW_FRAME, b"\x02" * ULAW_FRAME, None, b"\x04" * ULAW_FRAME]
+    await rx.aclose()
+
+
 async def test_wrong_payload_type_malformed_and_oversized_are_dropped(
     pool: PortPool, sender: socket.socket
 ) -> None:

@@ -40,7 +40,9 @@ from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus,
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
+from ari_amd.detect.g711 import G711_TO_LINEAR
 from ari_amd.media import FORMATS, PortPool
+from ari_amd.media.receiver import G711_FRAME_BYTES
 from ari_amd.media.batch import BatchSession, FrameBatch
 from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
@@ -271,11 +273,15 @@ class CallController:
         # Before the tap opens: its first packets can arrive before open() returns.
         rate = FORMATS[self.ctx.media_format].sample_rate
         self.detector = Detector(self.call.request.amd, rate)
+        law = self.ctx.media_format if self.ctx.media_format in G711_TO_LINEAR else None
+        on_g711 = None
         if self.ctx.batch is not None:
-            # Decided with every other call's frames, one vectorised step per tick.
-            self._session = self.ctx.batch.add(self.detector, rate, self._on_batch_events)
+            # Decided with every other call's frames, one vectorised step per tick; G.711 frames
+            # are decoded there too, a tick at a time.
+            self._session = self.ctx.batch.add(self.detector, rate, self._on_batch_events, law=law)
+            on_g711 = self._on_g711 if law is not None else None
         try:
-            await self.tap.open(self._on_audio)
+            await self.tap.open(self._on_audio, on_g711)
         except (TapError, AriError) as e:
             self._log.error("tap_failed", error=str(e))
             self._tap_error = f"tap_failed: {e}"
@@ -406,6 +412,20 @@ class CallController:
             self._held.append((time.monotonic(), samples))
             return
         self._feed(samples, rate)
+
+    def _on_g711(self, payload: bytes | None) -> None:
+        """A 20 ms G.711 frame from the receiver (None: lost): undecoded into the batch while
+        detecting, else decoded and taken as any other audio."""
+        session = self._session
+        if self._detecting and self._recorded is None and session is not None:
+            session.feed_g711(payload)
+            return
+        assert session is not None and session.law is not None
+        if payload is None:
+            samples = np.zeros(G711_FRAME_BYTES, dtype=np.int16)
+        else:
+            samples = G711_TO_LINEAR[session.law].take(np.frombuffer(payload, np.uint8))
+        self._on_audio(samples, session.sample_rate)
 
     def _feed_held(self) -> None:
         """Detection starts: what the tap heard since answer goes in first."""

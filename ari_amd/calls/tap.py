@@ -15,7 +15,7 @@ import time
 import structlog
 
 from ari_amd.ari import AriClient, AriError, ChannelEvents, EventStream, StasisStart, naming
-from ari_amd.media import AudioCallback, PortPool, RtpReceiver
+from ari_amd.media import AudioCallback, G711Callback, PortPool, RtpReceiver
 
 STASIS_WAIT_S = 5.0  # a snoop/externalMedia channel enters the app within milliseconds
 TAP_ARG = "tap"  # appArgs of our own channels: StasisStart handlers skip them
@@ -47,9 +47,10 @@ class MediaTap:
         self._closed = False
         self._log = log.bind(call_id=call_id)
 
-    async def open(self, on_audio: AudioCallback) -> None:
-        """Create the tap; RTP starts flowing into `on_audio` once this returns."""
-        self.receiver = await RtpReceiver.open(self.pool, self.format, on_audio)
+    async def open(self, on_audio: AudioCallback, on_g711: G711Callback | None = None) -> None:
+        """Create the tap; RTP starts flowing into `on_audio` (and `on_g711`, see RtpReceiver)
+        once this returns."""
+        self.receiver = await RtpReceiver.open(self.pool, self.format, on_audio, on_g711=on_g711)
         snoop_events = self.events.claim(self.snoop_id)
         media_events = self.events.claim(self.media_id)
         self._claims += [snoop_events, media_events]

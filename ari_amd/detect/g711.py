@@ -31,16 +31,23 @@ def _alaw_table() -> np.ndarray:
 
 ULAW_TO_LINEAR: np.ndarray = _ulaw_table()
 ALAW_TO_LINEAR: np.ndarray = _alaw_table()
+# The same, already at the detector's full scale of 1.0: int16 / 32768 is exact in float32, so
+# decoding straight to float gives the very values the int16 path would.
+ULAW_TO_FLOAT: np.ndarray = ULAW_TO_LINEAR.astype(np.float32) / np.float32(32768.0)
+ALAW_TO_FLOAT: np.ndarray = ALAW_TO_LINEAR.astype(np.float32) / np.float32(32768.0)
+G711_TO_FLOAT: dict[str, np.ndarray] = {"ulaw": ULAW_TO_FLOAT, "alaw": ALAW_TO_FLOAT}
+G711_TO_LINEAR: dict[str, np.ndarray] = {"ulaw": ULAW_TO_LINEAR, "alaw": ALAW_TO_LINEAR}
 
 
 def decode_ulaw(payload: bytes | np.ndarray) -> np.ndarray:
     """mu-law bytes -> int16 samples."""
-    return ULAW_TO_LINEAR[np.frombuffer(payload, dtype=np.uint8)]
+    # take() rather than fancy indexing: half the fixed cost, and this runs per RTP packet.
+    return ULAW_TO_LINEAR.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def decode_alaw(payload: bytes | np.ndarray) -> np.ndarray:
     """A-law bytes -> int16 samples."""
-    return ALAW_TO_LINEAR[np.frombuffer(payload, dtype=np.uint8)]
+    return ALAW_TO_LINEAR.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def decode_slin16(payload: bytes) -> np.ndarray:

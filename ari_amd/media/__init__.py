@@ -1,13 +1,14 @@
 """RTP from Asterisk's externalMedia: parse, validate, pin the source, reorder, decode, hand on."""
 
 from ari_amd.media.ports import PortPool, PortPoolExhausted
-from ari_amd.media.receiver import FORMATS, AudioCallback, MediaFormat, ReceiverStats, RtpReceiver
+from ari_amd.media.receiver import FORMATS, AudioCallback, G711Callback, MediaFormat, ReceiverStats, RtpReceiver
 from ari_amd.media.reorder import ReorderBuffer, ReorderStats
 from ari_amd.media.rtp import RtpError, RtpPacket, build_packet, parse_packet, seq_add, seq_diff
 
 __all__ = [
     "FORMATS",
     "AudioCallback",
+    "G711Callback",
     "MediaFormat",
     "PortPool",
     "PortPoolExhausted",

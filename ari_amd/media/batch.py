@@ -2,7 +2,8 @@
 
 `Detector.feed` on one 20 ms packet spends ~260 us in numpy's fixed cost per call for 160 samples
 of work: fine for a call, 13 s of CPU per second for 1000 calls. Here each call's receiver queues
-its whole frames, and every tick (`TICK_MS`) one `analyze` runs over all calls' frames at once;
+its whole frames (G.711 payloads undecoded: decoding one costs more than a frame's share of the
+whole tick's), and every tick (`TICK_MS`) one `analyze` runs over all calls' frames at once;
 then each call's scalar decision step (`Detector.step_features`) runs on its rows, in arrival
 order. Framing and scaling are those of `Detector.feed`, so the verdicts are the same to the
 millisecond as feeding the call's audio to one detector (tests/test_media_batch.py).
@@ -22,6 +23,7 @@ import structlog
 
 from ari_amd.detect.detector import Detector
 from ari_amd.detect.features import FRAME, SAMPLE_RATE, analyze
+from ari_amd.detect.g711 import G711_TO_FLOAT, G711_TO_LINEAR
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.verdict import AmdEvent
 
@@ -30,6 +32,9 @@ TICK_MS = 10  # half a packet interval: calls' packets arrive spread over the 20
 # twice as much per frame as blocks of a few hundred.
 MAX_ROWS_PER_ANALYZE = 256
 INT_SCALE = 32768.0  # int16 full scale, as Detector.feed scales
+# A tick's queues are decided in this order. A call that has queued into a later one this tick
+# puts its next frames there too (converted), so that its own frames keep their order.
+G711, INT16, FLOAT = 0, 1, 2
 
 EventCallback = Callable[["BatchSession", list[AmdEvent]], None]
 
@@ -39,26 +44,55 @@ log = structlog.get_logger(__name__)
 class BatchSession:
     """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback)."""
 
-    __slots__ = ("batch", "detector", "on_events", "closed", "sample_rate", "_decimator", "_pending", "_float_tick")
+    __slots__ = (
+        "batch", "detector", "on_events", "closed", "sample_rate", "law", "_decimator", "_pending", "_tick", "_level",
+    )
 
     def __init__(
-        self, batch: FrameBatch, detector: Detector, sample_rate: int, on_events: EventCallback | None
+        self,
+        batch: FrameBatch,
+        detector: Detector,
+        sample_rate: int,
+        on_events: EventCallback | None,
+        law: str | None = None,
     ) -> None:
         if sample_rate not in (SAMPLE_RATE, 2 * SAMPLE_RATE):
             raise ValueError(f"sample_rate must be 8000 or 16000 (got {sample_rate})")
+        if law is not None and (law not in G711_TO_FLOAT or sample_rate != SAMPLE_RATE):
+            raise ValueError(f"law must be one of {sorted(G711_TO_FLOAT)}, at 8000 Hz (got {law!r} at {sample_rate})")
         self.batch = batch
+        self.law = law
         self.detector = detector
         self.on_events = on_events
         self.closed = False
         self.sample_rate = sample_rate
         self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
         self._pending = np.zeros(0, dtype=np.float32)
-        self._float_tick = -1  # the last tick this call queued float frames in
+        self._tick = -1  # the last tick this call queued frames in...
+        self._level = G711  # ...and the latest of its queues it used then
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> None:
         if sample_rate != self.sample_rate:
             raise ValueError(f"audio at {sample_rate} Hz for a {self.sample_rate} Hz call")
         self.feed(samples)
+
+    def feed_g711(self, payload: bytes | None) -> None:
+        """Queue one 20 ms G.711 payload undecoded (None: a lost frame, silence); the tick decodes
+        every call's in one lookup. An RtpReceiver's on_g711 callback."""
+        if self.closed or self.detector.done:
+            return
+        if self.law is None:
+            raise ValueError("feed_g711 on a session made without a G.711 law")
+        if payload is not None and len(payload) != FRAME:
+            raise ValueError(f"a G.711 frame is {FRAME} bytes (got {len(payload)})")
+        batch = self.batch
+        if len(self._pending) or (self._tick == batch._tick_id and self._level > G711):
+            # Behind a partial frame, or after frames queued later in this tick: decoded, in order.
+            linear = G711_TO_LINEAR[self.law]
+            self.feed(np.zeros(FRAME, np.int16) if payload is None else linear.take(np.frombuffer(payload, np.uint8)))
+            return
+        self._tick, self._level = batch._tick_id, G711
+        batch._queue_g711(self, payload)
 
     def feed(self, samples: np.ndarray) -> None:
         """Queue the whole frames of `samples` for the next tick; a partial frame waits for more."""
@@ -74,10 +108,11 @@ class BatchSession:
             and len(x) == FRAME
             and self._decimator is None
             and not len(self._pending)
-            and self._float_tick != batch._tick_id
+            and (self._tick != batch._tick_id or self._level <= INT16)
         ):
             # The usual case, one 20 ms packet: scaled with the whole tick's. It is read only at the
             # tick, so a view of a buffer the caller may reuse is copied (decoded RTP never is one).
+            self._tick, self._level = batch._tick_id, INT16
             batch._queue_int(self, x if x.flags.owndata else x.copy())
             return
         x = x.astype(np.float32) / INT_SCALE if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
@@ -86,9 +121,9 @@ class BatchSession:
         buf = np.concatenate((self._pending, x)) if len(self._pending) else x
         n = len(buf) // FRAME
         if n:
-            # Float frames are decided after the tick's int16 ones: this call queues no more int16
+            # Float frames are decided last in the tick: this call queues no more G.711 or int16
             # frames this tick, so its own frames keep their order.
-            self._float_tick = batch._tick_id
+            self._tick, self._level = batch._tick_id, FLOAT
             for i in range(n):
                 batch._queue_float(self, buf[i * FRAME : (i + 1) * FRAME])
         self._pending = buf[n * FRAME :].copy()
@@ -126,6 +161,9 @@ class FrameBatch:
         self._tick_id = 0
         # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
         # and frames already float (float input, slin16 after decimation, odd packet sizes).
+        self._g711_frames: dict[str, list[bytes | None]] = {law: [] for law in G711_TO_FLOAT}
+        self._g711_owners: dict[str, list[BatchSession]] = {law: [] for law in G711_TO_FLOAT}
+        self._g711_queued = 0
         self._int_frames: list[np.ndarray] = []
         self._int_owners: list[BatchSession] = []
         self._float_frames: list[np.ndarray] = []
@@ -136,16 +174,18 @@ class FrameBatch:
 
     @property
     def queued(self) -> int:
-        return len(self._int_frames) + len(self._float_frames)
+        return self._g711_queued + len(self._int_frames) + len(self._float_frames)
 
     def add(
         self,
         detector: Detector | None = None,
         sample_rate: int = SAMPLE_RATE,
         on_events: EventCallback | None = None,
+        law: str | None = None,
     ) -> BatchSession:
-        """A new call; its detector's rate is the media's (8000, or 16000 for slin16)."""
-        session = BatchSession(self, detector or Detector(sample_rate=sample_rate), sample_rate, on_events)
+        """A new call; its detector's rate is the media's (8000, or 16000 for slin16). With `law`
+        ("ulaw", "alaw"), the call can also take undecoded G.711 frames (feed_g711)."""
+        session = BatchSession(self, detector or Detector(sample_rate=sample_rate), sample_rate, on_events, law)
         self._sessions.add(session)
         return session
 
@@ -154,11 +194,19 @@ class FrameBatch:
         n = self.queued
         if not n:
             return 0
+        g711, g711_owners = self._g711_frames, self._g711_owners
         ints, int_owners = self._int_frames, self._int_owners
         floats, float_owners = self._float_frames, self._float_owners
+        self._g711_frames = {law: [] for law in G711_TO_FLOAT}
+        self._g711_owners = {law: [] for law in G711_TO_FLOAT}
+        self._g711_queued = 0
         self._int_frames, self._int_owners, self._float_frames, self._float_owners = [], [], [], []
         self._tick_id += 1
         self.ticks += 1
+        for law, payloads in g711.items():
+            for start in range(0, len(payloads), MAX_ROWS_PER_ANALYZE):
+                stop = start + MAX_ROWS_PER_ANALYZE
+                self._decide(_decode_g711(law, payloads[start:stop]), g711_owners[law][start:stop])
         for start in range(0, len(ints), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
             self._decide(np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop])
@@ -202,6 +250,12 @@ class FrameBatch:
             await asyncio.sleep(period)
             self.process()
 
+    def _queue_g711(self, session: BatchSession, payload: bytes | None) -> None:
+        assert session.law is not None
+        self._g711_frames[session.law].append(payload)
+        self._g711_owners[session.law].append(session)
+        self._g711_queued += 1
+
     def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
         self._int_frames.append(frame)
         self._int_owners.append(session)
@@ -221,3 +275,16 @@ class FrameBatch:
             n = self.callback_errors
             if n & (n - 1) == 0:
                 log.exception("batch_on_events_failed", count=n)
+
+
+_SILENT_PAYLOAD = bytes(FRAME)  # a placeholder for a lost frame; its row is zeroed after decoding
+
+
+def _decode_g711(law: str, payloads: list[bytes | None]) -> np.ndarray:
+    """A tick's G.711 frames of one law -> float32 [n, FRAME], one table lookup for all."""
+    lost = [i for i, p in enumerate(payloads) if p is None] if None in payloads else []
+    raw = b"".join(_SILENT_PAYLOAD if p is None else p for p in payloads) if lost else b"".join(payloads)  # type: ignore[arg-type]
+    frames = G711_TO_FLOAT[law].take(np.frombuffer(raw, np.uint8)).reshape(-1, FRAME)
+    if lost:
+        frames[lost] = 0.0
+    return frames

@@ -21,7 +21,7 @@ import structlog
 from ari_amd.detect.g711 import decode_alaw, decode_slin16, decode_ulaw
 from ari_amd.media.ports import WILDCARD_HOSTS, PortPool
 from ari_amd.media.reorder import DEFAULT_WINDOW, ReorderBuffer
-from ari_amd.media.rtp import DYNAMIC_PAYLOAD_TYPES, RtpError, parse_packet
+from ari_amd.media.rtp import DYNAMIC_PAYLOAD_TYPES, HEADER_LEN, RtpError, parse_packet
 
 # An Ethernet MTU: Asterisk sends 172-byte (ulaw) or 652-byte (slin16) datagrams per 20 ms, so
 # anything bigger is not ours.
@@ -33,6 +33,11 @@ MIN_DYNAMIC_PIN_MS = 5
 DEFAULT_FRAME_MS = 20  # the length of a lost packet before any packet told us otherwise
 
 AudioCallback = Callable[[np.ndarray, int], None]
+# One 20 ms G.711 payload as it came, or None for a lost one: a FrameBatch session decodes a
+# whole tick of them in one table lookup (ari_amd.media.batch).
+G711Callback = Callable[[bytes | None], None]
+G711_FRAME_BYTES = 160
+PLAIN_RTP_V2 = 0x80  # first header octet: version 2, no padding, no extension, no CSRCs
 
 log = structlog.get_logger(__name__)
 
@@ -92,12 +97,16 @@ class RtpReceiver(asyncio.DatagramProtocol):
         expected_source: tuple[str, int] | None = None,
         reorder_window: int = DEFAULT_WINDOW,
         max_datagram: int = MAX_DATAGRAM,
+        on_g711: G711Callback | None = None,
     ) -> None:
+        """on_g711: for ulaw/alaw, 20 ms payloads (and 20 ms losses, as None) go there undecoded
+        instead of to on_audio; other sizes still come decoded to on_audio, in order."""
         try:
             self.format = FORMATS[format]
         except KeyError:
             raise ValueError(f"unknown media format {format!r}; one of {sorted(FORMATS)}") from None
         self.on_audio = on_audio
+        self.on_g711 = on_g711 if self.format.name in ("ulaw", "alaw") else None
         self.max_datagram = max_datagram
         self.last_packet_at: float | None = None  # time.monotonic() of the last accepted packet
         self.host: str | None = None  # the address to give externalMedia (the pool's advertise_host)
@@ -116,6 +125,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._closed = False
         self._closed_event = asyncio.Event()
         self._log = log
+        # The fast path's expectations, set once a packet has gone the whole way in sequence: the
+        # next one from the pinned sender, same SSRC, payload type and length, plain header.
+        self._fast_len = -1
+        self._fast_pt = -1
+        self._fast_ssrc = b""
         if expected_source is not None:
             self.expect_source(*expected_source)
 
@@ -129,10 +143,16 @@ class RtpReceiver(asyncio.DatagramProtocol):
         expected_source: tuple[str, int] | None = None,
         reorder_window: int = DEFAULT_WINDOW,
         max_datagram: int = MAX_DATAGRAM,
+        on_g711: G711Callback | None = None,
     ) -> RtpReceiver:
         """Bind a receiver to the next free port of `pool`; closing it gives the port back."""
         receiver = cls(
-            format, on_audio, expected_source=expected_source, reorder_window=reorder_window, max_datagram=max_datagram
+            format,
+            on_audio,
+            expected_source=expected_source,
+            reorder_window=reorder_window,
+            max_datagram=max_datagram,
+            on_g711=on_g711,
         )
         _, _, port = await pool.bind(lambda: receiver)
         receiver._pool = pool
@@ -188,6 +208,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._log.warning("rtp_source_repinned", was=f"{self._source[0]}:{self._source[1]}")
             self._source = None
             self._ssrc = None
+            self._fast_len = -1
             self._reorder.reset()
 
     def flush(self) -> None:
@@ -233,6 +254,22 @@ class RtpReceiver(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self._stats
         s.datagrams += 1
+        # The fast path, nearly every packet of a call: what the checks below would accept and
+        # the reorder buffer hand straight on, told by a few byte compares (a third of the cost).
+        if (
+            len(data) == self._fast_len
+            and data[0] == PLAIN_RTP_V2
+            and data[1] == self._fast_pt
+            and data[8:12] == self._fast_ssrc
+            and addr[1] == self._source[1]  # type: ignore[index]  # _fast_len is set once pinned
+            and addr[0] == self._source[0]  # type: ignore[index]
+            and not self._closed
+            and self._reorder.take_next((data[2] << 8) | data[3])
+        ):
+            s.received += 1
+            self.last_packet_at = time.monotonic()
+            self._deliver_one(data[HEADER_LEN:])
+            return
         if self._closed:
             s.dropped_after_close += 1
             return
@@ -278,7 +315,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._ssrc = packet.ssrc
         s.received += 1
         self.last_packet_at = time.monotonic()
-        self._deliver(self._reorder.push(packet.sequence, payload))
+        frames = self._reorder.push(packet.sequence, payload)
+        self._deliver(frames)
+        if frames and data[0] == PLAIN_RTP_V2 and not packet.marker:
+            self._fast_len = len(data)
+            self._fast_pt = packet.payload_type
+            self._fast_ssrc = data[8:12]
+        else:
+            self._fast_len = -1
 
     # -- internals -------------------------------------------------------------------------------
     def _matches_expected(self, source: tuple[str, int]) -> bool:
@@ -300,16 +344,26 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     def _deliver(self, frames: list[tuple[int, bytes | None]]) -> None:
         for _, payload in frames:
+            self._deliver_one(payload)
+
+    def _deliver_one(self, payload: bytes | None) -> None:
+        """One frame in sequence (None: lost) to on_g711 or, decoded, to on_audio."""
+        self._stats.delivered += 1
+        try:
             if payload is None:
-                samples = np.zeros(self._frame_samples, dtype=np.int16)
+                if self.on_g711 is not None and self._frame_samples == G711_FRAME_BYTES:
+                    self.on_g711(None)
+                else:
+                    self.on_audio(np.zeros(self._frame_samples, dtype=np.int16), self.format.sample_rate)
+            elif self.on_g711 is not None and len(payload) == G711_FRAME_BYTES:
+                self._frame_samples = G711_FRAME_BYTES  # one byte a sample
+                self.on_g711(payload)
             else:
                 samples = self.format.decode(payload)
                 self._frame_samples = len(samples)
-            self._stats.delivered += 1
-            try:
                 self.on_audio(samples, self.format.sample_rate)
-            except Exception:
-                self._stats.callback_errors += 1
-                n = self._stats.callback_errors
-                if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th...: visible, never a flood
-                    self._log.exception("rtp_on_audio_failed", count=n)
+        except Exception:
+            self._stats.callback_errors += 1
+            n = self._stats.callback_errors
+            if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th...: visible, never a flood
+                self._log.exception("rtp_on_audio_failed", count=n)

@@ -79,6 +79,17 @@ class ReorderBuffer(Generic[T]):
         self._pending[seq] = item
         return self._drain(force=False)
 
+    def take_next(self, seq: int) -> bool:
+        """The fast path: if `seq` is exactly the packet due, with nothing buffered, account for it
+        as delivered and return True (the caller hands its item on at once); otherwise False,
+        and the caller must push() it. Saves the per-packet dict and list of push()."""
+        if seq != self._next or self._pending or self._probe is not None:
+            return False
+        self._highest = seq
+        self._next = (seq + 1) & 0xFFFF
+        self._remember(seq)
+        return True
+
     def flush(self) -> list[tuple[int, T | None]]:
         """Deliver everything buffered, gaps as losses (the stream stopped or is being reset)."""
         return self._drain(force=True)

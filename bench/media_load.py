@@ -61,6 +61,7 @@ from ari_amd.detect.detector import Detector
 from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.media import PortPool, RtpReceiver
 from ari_amd.media.batch import TICK_MS, FrameBatch
+from ari_amd.media.heap import keep_heap
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
@@ -234,12 +235,28 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
 
         return on_audio_feed
 
+    def make_g711_callback(st: Stream) -> Callable[[bytes | None], None] | None:
+        """The service's path for a batched G.711 call: payloads undecoded into the batch."""
+        if batch is None:
+            return None
+        det, session = st.detector, st.session
+        assert det is not None
+
+        def on_g711(payload: bytes | None) -> None:
+            i = st.frames
+            st.frames = i + 1
+            if not det.done:
+                pending_sched.append(st.base + i * PACKET_S)
+                session.feed_g711(payload)
+
+        return on_g711
+
     pool = PortPool(FIRST_PORT, FIRST_PORT + max(2 * n, 2000) - 1)
     for st in streams:
         st.detector = Detector(MODES[st.mode])
         if batch is not None:
-            st.session = batch.add(st.detector)
-        st.receiver = await RtpReceiver.open(pool, "ulaw", make_callback(st))
+            st.session = batch.add(st.detector, law="ulaw")
+        st.receiver = await RtpReceiver.open(pool, "ulaw", make_callback(st), on_g711=make_g711_callback(st))
     if freeze_gc:
         gc.collect()
         gc.freeze()  # the calls' long-lived state out of the collector's way: no multi-ms gen-2 passes
@@ -271,6 +288,8 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         pending_sched.clear()
         np.add.at(hist, np.clip(lags, 0, LAG_BINS_MS), 1)
 
+    if batch is not None:
+        keep_heap()  # as FrameBatch.run does in the service
     tick_task = asyncio.create_task(ticker()) if batch is not None else None
     await asyncio.sleep(max(0.0, t0 - time.monotonic()))
     cpu0, wall0 = time.process_time(), time.monotonic()
@@ -366,7 +385,7 @@ def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
 
     # Every stage runs packet i of every call before packet i + 1, as live traffic interleaves
     # them: each step meets another call's state, out of cache (call by call it costs a third less).
-    receivers = [RtpReceiver("ulaw", lambda s, r: None) for _ in range(n)]
+    receivers = [RtpReceiver("ulaw", lambda s, r: None, on_g711=lambda p: None) for _ in range(n)]
     longest = max(len(p) for p in packets)
     t = time.process_time()
     for i in range(longest):
@@ -376,13 +395,15 @@ def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
     out["receiver"] = (time.process_time() - t) / total * 1e6
 
     frames = [decode_ulaw(np.frombuffer(plan.clips[c], dtype=np.uint8)).reshape(-1, FRAME) for c in clip_of]
+    payloads = [[plan.clips[c][i * FRAME : (i + 1) * FRAME] for i in range(len(plan.clips[c]) // FRAME)]
+                for c in clip_of]  # fmt: skip
     framing = _FramingOnly()
-    sessions = [framing.add() for _ in range(n)]
+    sessions = [framing.add(law="ulaw") for _ in range(n)]
     t = time.process_time()
     for i in range(longest):
-        for session, f in zip(sessions, frames):
-            if i < len(f):
-                session.feed(f[i])
+        for session, p in zip(sessions, payloads):
+            if i < len(p):
+                session.feed_g711(p[i])
         if i % 2:  # a 10 ms tick holds about half a packet interval's frames
             framing.process()
     framing.process()

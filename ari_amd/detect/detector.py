@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
-from ari_amd.detect.machine import CALL_PROGRESS_MS, AmdStateMachine
+from ari_amd.detect.machine import CALL_PROGRESS_MS, AmdStateMachine, State
 from ari_amd.detect.music import MusicTracker
 from ari_amd.detect.params import AmdParams
 from ari_amd.detect.resample import Decimator
@@ -60,7 +60,8 @@ class Detector:
 
     @property
     def done(self) -> bool:
-        return bool(self.machine.verdicts) and self.machine.verdicts[-1].final
+        """The final verdict is out (the machine's state DONE is set with it)."""
+        return self.machine.state is State.DONE
 
     @property
     def verdicts(self) -> list[Verdict]:

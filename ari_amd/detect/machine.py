@@ -33,6 +33,7 @@ from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Rule, Segmen
 SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an utterance
 SPEECH_CONFIRM_WINDOW = 8  # frames (160 ms)
 RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR speech flickers
+_CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 # Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
 # before a beep that comes 1.5-8 s later. We wait this much more for the beep.
 BEEP_GRACE_MS = 2_500
@@ -70,7 +71,7 @@ class AmdStateMachine:
         self.utterances: list[Utterance] = []
         self.tones: list[Segment] = []
         self.verdicts: list[Verdict] = []
-        self._recent: list[bool] = []
+        self._recent = 0  # the last SPEECH_CONFIRM_WINDOW frames' speech flags, newest in bit 0
         self._run_start: int | None = None  # first frame of the current utterance run
         self._last_speech_end: int | None = None  # end of the newest speech frame
         self._in_speech = False
@@ -97,7 +98,7 @@ class AmdStateMachine:
             self._rise_at_start = voice.rise_frames  # the level was already rising before the voice
         confirmed = self._confirm(speech)
 
-        if self.listening_for_first_speech and tones.call_progress_ms >= CALL_PROGRESS_MS:
+        if tones.call_progress_ms >= CALL_PROGRESS_MS and self.listening_for_first_speech:
             # Ringback after "answer": the far end has not really answered yet. Whatever it
             # said so far was the tone, and the silence clock starts when the tone stops.
             self._silence_origin = t_ms
@@ -245,11 +246,12 @@ class AmdStateMachine:
 
     def _confirm(self, speech: bool) -> bool:
         self._streak = self._streak + 1 if speech else 0
-        self._recent.append(speech)
-        if len(self._recent) > SPEECH_CONFIRM_WINDOW:
-            del self._recent[0]
-        need = RESUME_CONFIRM_FRAMES if self.state in (State.SPEECH, State.GREETING) else SPEECH_CONFIRM_FRAMES
-        return speech and sum(self._recent) >= need
+        self._recent = ((self._recent << 1) | speech) & _CONFIRM_MASK
+        if not speech:
+            return False
+        state = self.state
+        need = RESUME_CONFIRM_FRAMES if state is State.SPEECH or state is State.GREETING else SPEECH_CONFIRM_FRAMES
+        return self._recent.bit_count() >= need
 
     def _silence(self, t_ms: int) -> int:
         last = max(self._last_speech_end or 0, self._last_tone_end)

@@ -176,8 +176,14 @@ class ToneTracker:
         run = self._run
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES
         candidate = run is not None and run.frames >= 2 and run.purity >= CANDIDATE_PURITY * run.frames
-        sit = self._sit_complete()
-        beep = self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
+        sit = self._sit_changed and self._sit_complete()
+        pending = self._pending is not None
+        # With no beep pending and nothing counted since one, _track_beep has nothing to do.
+        beep = (
+            self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
+            if pending or self._loud_frames or self._tail_frames
+            else None
+        )
         pending = self._pending is not None
         if not (is_tone or candidate or fax or sit or beep or cpt or self._cpt_ms or pending):
             return _NOTHING  # most frames: one shared, immutable observation
@@ -200,7 +206,7 @@ class ToneTracker:
         if fsk:
             self._v21_ms += FRAME_MS
             self._v21_lo, self._v21_hi = min(self._v21_lo, peak_hz), max(self._v21_hi, peak_hz)
-        else:
+        elif self._v21_ms:  # lo and hi move only with it: already reset otherwise
             self._v21_ms, self._v21_lo, self._v21_hi = 0, 1e9, 0.0
         if self._fax_ms >= FAX_ANS_MS:
             self.fax_found = "v25_answer_tone"

@@ -26,6 +26,7 @@ from ari_amd.detect.features import FRAME, SAMPLE_RATE, analyze
 from ari_amd.detect.g711 import G711_TO_FLOAT, G711_TO_LINEAR
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.verdict import AmdEvent
+from ari_amd.media.heap import keep_heap
 
 TICK_MS = 10  # half a packet interval: calls' packets arrive spread over the 20 ms
 # analyze's temporaries for 1000 rows (several MB of complex128) fall out of cache and cost
@@ -245,6 +246,7 @@ class FrameBatch:
 
     async def run(self) -> None:
         """Tick until cancelled (one task per event loop)."""
+        keep_heap()  # this process decides calls: keep its temporaries' pages between ticks
         period = self.tick_ms / 1000
         while True:
             await asyncio.sleep(period)

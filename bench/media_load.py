@@ -22,6 +22,8 @@ them. Clips come from ari_amd.synth, or the corpus with --corpus. Reported per N
   RSS/call    the receiving process's resident memory growth from before the calls to their end
   lost, gaps  packets sent but never received (kernel drops); gaps the reorder buffer filled
   dropped     datagrams the receivers refused (none expected here)
+  an, step    batch engine: CPU per decided frame in analyze and in the decision step, timed in
+              the live process (more than alone: 1000 calls' state and sockets share the caches)
 
 First, each stage's CPU alone in this process (no sockets): what a packet costs in RtpReceiver,
 and a decided frame in batching, analyze and the decision step, against Detector.feed per packet.
@@ -58,6 +60,7 @@ import structlog
 
 from ari_amd.detect import AmdParams, Mode, Verdict, classify
 from ari_amd.detect.detector import Detector
+from ari_amd.detect.features import analyze
 from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.media import PortPool, RtpReceiver
 from ari_amd.media.batch import TICK_MS, FrameBatch
@@ -200,7 +203,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
     peak_concurrent = int(np.cumsum(live).max())
     hist = np.zeros(LAG_BINS_MS + 1, dtype=np.int64)
     pending_sched: list[float] = []
-    batch = FrameBatch(tick_ms) if engine == "batch" else None
+    batch = _TimedBatch(tick_ms) if engine == "batch" else None
 
     def make_callback(st: Stream) -> Callable[[np.ndarray, int], None]:
         det = st.detector
@@ -357,7 +360,27 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         "rss_peak_mb": rss_peak / 1024,
         "sender_worst_late_ms": sent_info["worst_late_ms"],
         "mismatches": mismatches,
+        "live_analyze_us": batch.analyze_s / batch.rows * 1e6 if batch is not None and batch.rows else float("nan"),
+        "live_step_us": batch.step_s / batch.rows * 1e6 if batch is not None and batch.rows else float("nan"),
     }
+
+
+class _TimedBatch(FrameBatch):
+    """The service's FrameBatch, its two stages timed in the live process (CPU time)."""
+
+    def __init__(self, tick_ms: int) -> None:
+        super().__init__(tick_ms)
+        self.analyze_s = self.step_s = 0.0
+        self.rows = 0
+
+    def _decide(self, frames: np.ndarray, owners: list[Any]) -> None:
+        t0 = time.process_time()
+        feats = analyze(frames)
+        t1 = time.process_time()
+        self._step(feats, owners)
+        self.analyze_s += t1 - t0
+        self.step_s += time.process_time() - t1
+        self.rows += len(owners)
 
 
 # -- where the time goes: each stage alone, in this process, no sockets ----------------------------
@@ -370,7 +393,6 @@ class _FramingOnly(FrameBatch):
 
 def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
     """CPU microseconds per packet (or frame) of each stage, for n streams of the plan's clips."""
-    from ari_amd.detect.features import analyze
     from ari_amd.media import build_packet
 
     clip_of = [k % len(plan.clips) for k in range(n)]
@@ -508,7 +530,7 @@ def main() -> int:
     header = (
         f"{'N':>5s} {'peak':>5s} {'identical':>11s} {'lag p50':>8s} {'p99':>7s} {'max':>7s} {'core':>5s} "
         f"{'CPU ms/call-s':>13s} {'RSS KB/call':>11s} {'sent':>8s} {'lost':>6s} {'gaps':>6s} {'dropped':>7s} "
-        f"{'load':>5s}"
+        f"{'load':>5s} {'an us':>6s} {'step us':>7s}"
     )
     if not args.no_breakdown:
         b = breakdown(plan)
@@ -543,13 +565,14 @@ def main() -> int:
                 f"{n:5d} {r['peak_concurrent']:5d} {same} {r['lag_p50_ms']:8.1f} {r['lag_p99_ms']:7.1f} "
                 f"{r['lag_max_ms']:7.1f} {r['core_share']:5.2f} {r['cpu_ms_per_call_s']:13.2f} "
                 f"{r['rss_kb_per_call']:11.1f} {r['sent']:8d} {r['kernel_lost']:6d} {r['gaps_filled']:6d} "
-                f"{r['dropped']:7d} {load:5.2f}"
+                f"{r['dropped']:7d} {load:5.2f} {r['live_analyze_us']:6.1f} {r['live_step_us']:7.1f}"
             )
             for m in r["mismatches"]:
                 print(f"      {m}")
     print("lag in ms (from the packet's scheduled send time to its frame decided); core: receiving core's busy share;")
     print("peak: calls streaming at the same time; lost: sent, never received; gaps: filled with silence;")
-    print("load: the machine's 1-minute load average as the row started (2 cores; 1.3-1.5 of it is this benchmark)")
+    print("load: the machine's 1-minute load average as the row started (2 cores; 1.3-1.5 of it is this benchmark);")
+    print("an us, step us: CPU per decided frame in analyze and in the decision step, inside the live process")
     return 0
 
 

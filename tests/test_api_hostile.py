@@ -281,6 +281,16 @@ async def test_twilio_answers_429_past_the_accounts_calls_in_flight(make_api: Ma
     assert len(api.engine.placed) == 4
 
 
+async def test_a_429_says_when_to_retry(make_api: MakeApi) -> None:
+    api = await make_api(max_calls_per_account=1)
+    await _hold(api)
+    assert (await twilio(api, TW))[0] == 201
+    async with aiohttp.ClientSession() as s:
+        async with s.post(api.base + TWILIO, data=TW, headers=basic(SID, TOKEN)) as r:
+            assert r.status == 429
+            assert int(r.headers["Retry-After"]) >= 1
+
+
 async def test_plivo_and_telnyx_answer_429_in_their_shapes(make_api: MakeApi) -> None:
     api = await make_api(max_calls_per_account=1)
     await _hold(api)

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ari_amd.api.driver import CallDriver
 
 
+# Sent with a 429: calls in flight end within seconds to minutes, and a client that honours
+# Retry-After tries again no sooner than this.
+RETRY_AFTER_S = 1
+
+
 @dataclass
 class ApiContext:
     engine: Engine
@@ -44,6 +49,7 @@ class ApiContext:
                 f"too many calls in flight for account {account}: at most {limit} at once "
                 "(http.max_calls_per_account); place more as calls end",
                 code=TOO_MANY_REQUESTS,
+                retry_after=RETRY_AFTER_S,
             )
         self.placing[account] = self.placing.get(account, 0) + 1
         try:

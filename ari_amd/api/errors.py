@@ -40,14 +40,24 @@ def plain_traceback() -> str:
 
 
 class ApiError(Exception):
-    """status: HTTP status; code: Twilio's error code; param: the offending parameter."""
+    """status: HTTP status; code: Twilio's error code; param: the offending parameter;
+    retry_after: seconds, sent as Retry-After (a 429 or 503 the client may retry)."""
 
-    def __init__(self, status: int, message: str, *, code: int = INVALID_PARAMETER, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int = INVALID_PARAMETER,
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.param = param
+        self.retry_after = retry_after
 
 
 def bad_param(param: str, message: str, code: int = INVALID_PARAMETER) -> ApiError:
@@ -90,7 +100,9 @@ _TITLES = {
 
 def render(err: ApiError, path: str) -> web.Response:
     """The error in the shape of the dialect `path` belongs to."""
-    headers = {"WWW-Authenticate": 'Basic realm="ari-amd"'} if err.status == 401 else None
+    headers = {"WWW-Authenticate": 'Basic realm="ari-amd"'} if err.status == 401 else {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
     if path.startswith("/v1/"):
         body = plivo_body(err)
     elif path.startswith("/v2/"):

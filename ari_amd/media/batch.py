@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from ari_amd.detect.detector import Detector
-from ari_amd.detect.features import FRAME, SAMPLE_RATE, analyze
+from ari_amd.detect.features import FRAME, SAMPLE_RATE, Features, analyze
 from ari_amd.detect.g711 import G711_TO_FLOAT, G711_TO_LINEAR
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.verdict import AmdEvent
@@ -218,7 +218,10 @@ class FrameBatch:
         return n
 
     def _decide(self, frames: np.ndarray, owners: list[BatchSession]) -> None:
-        feats = analyze(frames)
+        self._step(analyze(frames), owners)
+
+    def _step(self, feats: Features, owners: list[BatchSession]) -> None:
+        """Each owner's decision step on its row, in order."""
         rows = zip(
             owners,
             feats.band_db.tolist(),

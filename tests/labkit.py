@@ -8,8 +8,12 @@ the same Asterisk are left alone.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
+import time
+import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -67,7 +71,21 @@ def app_name() -> str:
     return f"ari-amd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def sipp_channels() -> list[str]:
+    """Asterisk's channels to the SIPp endpoint now (any test's)."""
+    token = base64.b64encode(b"ari-amd:ari-amd").decode()
+    req = urllib.request.Request("http://127.0.0.1:8088/ari/channels", headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return [c["name"] for c in json.loads(resp.read()) if c["name"].startswith("PJSIP/sipp-")]
+
+
 def callee(*args: str) -> None:
+    # A call of the test before may still be hanging up: its BYE, reaching a new SIPp on the
+    # same port, counts as that SIPp's one call ("unexpected BYE"), and it exits unanswering.
+    deadline = time.monotonic() + 10
+    while sipp_channels() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.05)  # the BYE of a channel just destroyed is still on its way
     r = lab("callee", *args, "--port", str(CALLEE_PORT), "--quiet")
     assert r.returncode == 0, f"scripts/lab callee {' '.join(args)} failed: {r.stdout}{r.stderr}"
 

@@ -341,7 +341,10 @@ def test_ari_amd_call_prints_one_json_verdict(tmp_path: Path) -> None:
         labkit.stop_callee()
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout)
-    lag = labkit.callee_lag_ms(tmp_path / "heard" / f"{record['call_id']}.wav", path)
+    assert record["status"] == "completed", f"the call was not answered; its log:\n{r.stderr}"
+    recording = tmp_path / "heard" / f"{record['call_id']}.wav"
+    assert recording.is_file(), f"no recording of the call; its log:\n{r.stderr}"
+    lag = labkit.callee_lag_ms(recording, path)
     assert lag <= MAX_CALLEE_LAG_MS
     want = labkit.offline_as_sent(path, DME, lag)
     assert record["answered_by"] == want.answered_by.value

@@ -40,10 +40,10 @@ from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus,
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
 from ari_amd.detect import AmdEvent, Detector, EventKind
-from ari_amd.detect.g711 import G711_TO_LINEAR
+from ari_amd.detect.g711 import G711_TO_LINEAR, decode_g711_frame
 from ari_amd.media import FORMATS, PortPool
-from ari_amd.media.receiver import G711_FRAME_BYTES
 from ari_amd.media.batch import BatchSession, FrameBatch
+from ari_amd.media.receiver import G711_FRAME_BYTES
 from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
 FRAME_S = 0.020
@@ -421,11 +421,7 @@ class CallController:
             session.feed_g711(payload)
             return
         assert session is not None and session.law is not None
-        if payload is None:
-            samples = np.zeros(G711_FRAME_BYTES, dtype=np.int16)
-        else:
-            samples = G711_TO_LINEAR[session.law].take(np.frombuffer(payload, np.uint8))
-        self._on_audio(samples, session.sample_rate)
+        self._on_audio(decode_g711_frame(session.law, payload, G711_FRAME_BYTES), session.sample_rate)
 
     def _feed_held(self) -> None:
         """Detection starts: what the tap heard since answer goes in first."""

@@ -50,6 +50,13 @@ def decode_alaw(payload: bytes | np.ndarray) -> np.ndarray:
     return ALAW_TO_LINEAR.take(np.frombuffer(payload, dtype=np.uint8))
 
 
+def decode_g711_frame(law: str, payload: bytes | None, samples: int = 160) -> np.ndarray:
+    """One frame of "ulaw" or "alaw" -> int16; None (a lost frame) is `samples` of silence."""
+    if payload is None:
+        return np.zeros(samples, dtype=np.int16)
+    return G711_TO_LINEAR[law].take(np.frombuffer(payload, dtype=np.uint8))
+
+
 def decode_slin16(payload: bytes) -> np.ndarray:
     """Signed linear 16-bit as RTP carries it (network byte order, big-endian) -> int16."""
     if len(payload) % 2:

@@ -23,7 +23,7 @@ import structlog
 
 from ari_amd.detect.detector import Detector
 from ari_amd.detect.features import FRAME, SAMPLE_RATE, Features, analyze
-from ari_amd.detect.g711 import G711_TO_FLOAT, G711_TO_LINEAR
+from ari_amd.detect.g711 import G711_TO_FLOAT, decode_g711_frame
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.verdict import AmdEvent
 from ari_amd.media.heap import keep_heap
@@ -89,8 +89,7 @@ class BatchSession:
         batch = self.batch
         if len(self._pending) or (self._tick == batch._tick_id and self._level > G711):
             # Behind a partial frame, or after frames queued later in this tick: decoded, in order.
-            linear = G711_TO_LINEAR[self.law]
-            self.feed(np.zeros(FRAME, np.int16) if payload is None else linear.take(np.frombuffer(payload, np.uint8)))
+            self.feed(decode_g711_frame(self.law, payload, FRAME))
             return
         self._tick, self._level = batch._tick_id, G711
         batch._queue_g711(self, payload)

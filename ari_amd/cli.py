@@ -217,6 +217,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return runner.run(serve(settings))
 
 
+def cmd_telnyx_public_key(args: argparse.Namespace) -> int:
+    from ari_amd.api.settings import ApiSettings
+    from ari_amd.calls.config import ConfigError, load_settings
+    from ari_amd.calls.telnyx_signing import load_signer
+
+    try:
+        settings = ApiSettings.coerce(load_settings(args.config))
+        signer = load_signer(settings.telnyx_signing_key, settings.telnyx_key_path)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(signer.public_key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ari-amd", description="Answering-machine detection for Asterisk.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the ARI application (dialplan Stasis() door, HTTP APIs)")
     add_service_args(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("telnyx-public-key",
+                       help="print the public key Telnyx-dialect webhooks verify with (where Telnyx's would go)")
+    p.add_argument("--config", metavar="FILE", help="TOML settings; env ARI_AMD_* override")
+    p.set_defaults(func=cmd_telnyx_public_key)
 
     p = sub.add_parser("synth", help="write a labelled folder of synthetic call audio")
     p.add_argument("--per-category", type=int, default=3)

@@ -11,6 +11,7 @@ from ari_amd.api import openapi, plivo, telnyx, twilio
 from ari_amd.api.context import CONTEXT, ApiContext
 from ari_amd.api.errors import error_middleware
 from ari_amd.api.settings import ApiSettings
+from ari_amd.calls import telnyx_signing
 from ari_amd.calls.model import Engine
 from ari_amd.calls.outbox import Outbox
 from ari_amd.calls.webhooks import Webhooks
@@ -27,7 +28,19 @@ def outbox_for(settings: ApiSettings | Any) -> Outbox:
         app = create_app(engine, settings, outbox=outbox)
     """
     s = ApiSettings.coerce(settings)
-    return Outbox(s.outbox_path, attempt_timeout_s=s.webhook_timeout_s, horizon_s=s.retry_horizon_s, policy=s.url_policy)
+    box = Outbox(s.outbox_path, attempt_timeout_s=s.webhook_timeout_s, horizon_s=s.retry_horizon_s, policy=s.url_policy)
+    add_telnyx_signer(box, s)
+    return box
+
+
+def add_telnyx_signer(box: Outbox, settings: ApiSettings) -> None:
+    """The Telnyx dialect's Ed25519 signer, with the configured key or the one kept beside the
+    outbox (made on first use)."""
+    if telnyx_signing.SIGNER in box.signers:
+        return
+    signer = telnyx_signing.load_signer(settings.telnyx_signing_key, settings.telnyx_key_path)
+    box.add_signer(telnyx_signing.SIGNER, signer.headers)
+    log.info("telnyx_signing_key", public_key=signer.public_key)
 
 
 def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | None = None) -> web.Application:
@@ -37,6 +50,7 @@ def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | 
     settings = ApiSettings.coerce(settings)
     owns_outbox = outbox is None
     box = outbox or outbox_for(settings)
+    add_telnyx_signer(box, settings)
     context = ApiContext(
         engine=engine,
         settings=settings,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ari_amd.calls import telnyx_signing
 from ari_amd.calls.model import DialplanTarget
 from ari_amd.calls.urlpolicy import UrlPolicy
 
@@ -34,6 +36,16 @@ class ApiSettings:
     max_twiml_bytes: int = 256 * 1024
     max_calls_per_account: int = 100  # calls in flight (placed, not ended) per account: one more is a 429
     url_policy: UrlPolicy = field(default_factory=UrlPolicy)  # where callbacks and documents may go
+    # Telnyx webhooks' Ed25519 key: base64 of a 32-byte seed; empty: kept in telnyx_key_file,
+    # made on first use (empty: beside the outbox).
+    telnyx_signing_key: str = field(default="", repr=False)
+    telnyx_key_file: str = ""
+
+    @property
+    def telnyx_key_path(self) -> Path:
+        if self.telnyx_key_file:
+            return Path(self.telnyx_key_file)
+        return Path(self.outbox_path).with_name(telnyx_signing.KEY_FILE)
 
     @classmethod
     def coerce(cls, settings: Any) -> ApiSettings:
@@ -62,6 +74,8 @@ class ApiSettings:
             max_body_bytes=getattr(settings, "http_max_body_bytes", cls.max_body_bytes),
             max_calls_per_account=getattr(settings, "http_max_calls_per_account", cls.max_calls_per_account),
             url_policy=UrlPolicy(tuple(getattr(settings, "callbacks_allow", ())), tuple(getattr(settings, "callbacks_deny", ()))),
+            telnyx_signing_key=getattr(settings, "telnyx_signing_key", ""),
+            telnyx_key_file=getattr(settings, "telnyx_key_file", ""),
         )
 
     @classmethod

@@ -19,6 +19,7 @@ from ari_amd.api import auth, bodies, forms
 from ari_amd.api.context import ApiContext, ctx
 from ari_amd.api.driver import CallDriver
 from ari_amd.api.errors import NOT_FOUND, UNAVAILABLE, ApiError
+from ari_amd.calls import telnyx_signing
 from ari_amd.calls.model import AfterDetection, Call, CallRequest, CallStatus, PlaceError
 from ari_amd.detect import AmdParams, AnsweredBy, Mode, ParameterError, Verdict
 from ari_amd.detect.params import RANGES
@@ -194,7 +195,9 @@ class TelnyxCall(CallDriver):
                 "record_type": "event",
             }
         }
-        await self.ctx.webhooks.send_json(url=m["webhook_url"], payload=envelope, token=self.token, key=event_id)
+        await self.ctx.webhooks.send_json(
+            url=m["webhook_url"], payload=envelope, token=self.token, key=event_id, signer=telnyx_signing.SIGNER
+        )
         self.log.info("telnyx_webhook_queued", event_type=event_type)
 
     async def on_initiated(self, at: datetime) -> None:

@@ -8,6 +8,7 @@
     [callbacks]  account_sid, timeout_s, horizon_s, outbox, allow, deny   (allow/deny: lists; see urlpolicy)
     [accounts]   AC... = "auth token"              (the HTTP API's credentials)
     [detection]  media_timeout_s, record_dir
+    [telnyx]     signing_key, key_file             (the Ed25519 key Telnyx webhooks are signed with)
 
 Each key has an environment variable ARI_AMD_<SECTION>_<KEY> (ARI_AMD_ARI_PASSWORD...), and
 ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts; a list (callbacks.allow) is a comma list there. A bad value is a ConfigError naming
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ari_amd.calls.telnyx_signing import TelnyxSigner
 from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.media.receiver import FORMATS
 
@@ -64,6 +66,10 @@ class Settings:
     # When set, each call's tapped audio (as the detector heard it) is kept as <call id>.wav
     # there, for `ari-amd explain` on a call that went wrong.
     detection_record_dir: str = ""
+    # The Ed25519 key Telnyx-dialect webhooks are signed with (base64 of 32 bytes); empty: the
+    # key in telnyx.key_file, made there on first use (empty: beside the outbox).
+    telnyx_signing_key: str = field(default="", repr=False)
+    telnyx_key_file: str = ""
     accounts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +88,8 @@ class Settings:
             raise ConfigError("http.max_body_bytes must be at least 1024 and http.max_calls_per_account at least 1")
         try:
             UrlPolicy(self.callbacks_allow, self.callbacks_deny)
+            if self.telnyx_signing_key:
+                TelnyxSigner.from_base64(self.telnyx_signing_key)
         except ValueError as e:
             raise ConfigError(str(e)) from None
 

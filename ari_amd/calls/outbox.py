@@ -52,10 +52,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
-    last_error TEXT
+    last_error TEXT,
+    signer TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
+# Columns added since the first schema: (name, declaration), added to an older file when opened.
+_ADDED_COLUMNS = (("signer", "TEXT"),)
+
+# A signer adds headers at each attempt, from the body: for signatures that carry a timestamp
+# the receiver checks (Telnyx's), which a retry long after the enqueue would fail.
+Signer = Callable[[bytes | None], Mapping[str, str]]
 
 Form = Mapping[str, "str | Sequence[str]"] | Sequence[tuple[str, str]]
 
@@ -91,6 +98,7 @@ class Delivery:
     body: bytes | None
     created: float
     attempts: int
+    signer: str | None = None
 
 
 class Outbox:
@@ -116,6 +124,7 @@ class Outbox:
         policy: UrlPolicy | None = None,
     ) -> None:
         self.path = str(path)
+        self.signers: dict[str, Signer] = {}  # name (given to enqueue) -> Signer: see add_signer
         self.attempt_timeout_s = attempt_timeout_s
         self.horizon_s = horizon_s
         self.base_delay_s = base_delay_s
@@ -148,6 +157,10 @@ class Outbox:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
                 conn.executescript(_SCHEMA)
+                have = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+                for name, decl in _ADDED_COLUMNS:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} {decl}")
                 self._conn = conn
             return fn(self._conn)
 
@@ -170,6 +183,11 @@ class Outbox:
         return self
 
     # -- the public surface ----------------------------------------------------------------------
+    def add_signer(self, name: str, signer: Signer) -> None:
+        """Make `name` a signer enqueue() accepts. Add it before start(): rows a previous process
+        left with that name are signed by it when they are sent."""
+        self.signers[name] = signer
+
     def pending(self) -> int:
         """Callbacks enqueued and not yet delivered or given up (for a metrics gauge)."""
         return self._pending
@@ -184,14 +202,17 @@ class Outbox:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         key: str | None = None,
+        signer: str | None = None,
     ) -> str:
         """Persist one request and wake the worker; returns its idempotency key.
 
         Give one of form (GET carries it in the query string), json, or body (bytes sent as
         they are, Content-Type in `headers`: what a signature over the body needs). Enqueueing
         a key already present is a no-op, so a caller that retries its enqueue does not
-        duplicate the callback.
+        duplicate the callback. signer: one of `signers`, applied at every attempt.
         """
+        if signer is not None and signer not in self.signers:
+            raise ValueError(f"no signer {signer!r} in this outbox (it has: {', '.join(sorted(self.signers)) or 'none'})")
         await self.open()
         method = method.upper()
         key = key or uuid.uuid4().hex
@@ -212,9 +233,9 @@ class Outbox:
 
         def insert(c: sqlite3.Connection) -> bool:
             cur = c.execute(
-                "INSERT OR IGNORE INTO outbox (key, url, method, headers, body, created, next_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, url, method, jsonlib.dumps(hdrs), body, now, now),
+                "INSERT OR IGNORE INTO outbox (key, url, method, headers, body, created, next_at, signer)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, url, method, jsonlib.dumps(hdrs), body, now, now, signer),
             )
             return cur.rowcount == 1
 
@@ -309,12 +330,15 @@ class Outbox:
     def _due(self, c: sqlite3.Connection, limit: int) -> list[Delivery]:
         skip = tuple(self._inflight)
         marks = ",".join("?" * len(skip))
-        sql = "SELECT key, url, method, headers, body, created, attempts FROM outbox WHERE state='pending' AND next_at<=?"
+        sql = (
+            "SELECT key, url, method, headers, body, created, attempts, signer FROM outbox"
+            " WHERE state='pending' AND next_at<=?"
+        )
         if skip:
             sql += f" AND key NOT IN ({marks})"
         sql += " ORDER BY next_at, id LIMIT ?"
         rows = c.execute(sql, (self._clock(), *skip, limit)).fetchall()
-        return [Delivery(k, u, m, jsonlib.loads(h), b, cr, a) for k, u, m, h, b, cr, a in rows]
+        return [Delivery(k, u, m, jsonlib.loads(h), b, cr, a, sg) for k, u, m, h, b, cr, a, sg in rows]
 
     def _next_at(self, c: sqlite3.Connection) -> float | None:
         skip = tuple(self._inflight)
@@ -331,7 +355,7 @@ class Outbox:
         retry_after: float | None = None
         try:
             reply = await request(
-                self._session, self.policy, d.method, d.url, data=d.body, headers=d.headers, max_body=MAX_REPLY_BYTES
+                self._session, self.policy, d.method, d.url, data=d.body, headers=self._headers(d), max_body=MAX_REPLY_BYTES
             )
             status = reply.status
             retry_after = _retry_after(reply.headers.get("Retry-After"))
@@ -357,6 +381,15 @@ class Outbox:
         finally:
             self._inflight.discard(d.key)
             self._wake.set()
+
+    def _headers(self, d: Delivery) -> dict[str, str]:
+        if d.signer is None:
+            return d.headers
+        sign = self.signers.get(d.signer)
+        if sign is None:  # enqueued by a process configured otherwise: sent as it is, and said
+            log.warning("callback_signer_missing", key=d.key, signer=d.signer)
+            return d.headers
+        return {**d.headers, **sign(d.body)}
 
     async def _record(
         self, d: Delivery, attempt: int, status: int, error: str | None, retry: bool, retry_after: float | None, target: str

@@ -37,7 +37,8 @@ def keep_heap(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_T
     if mallopt is None:
         log.debug("keep_heap_unavailable", libc=name)
         return False
-    _done = mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _done = bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1)
     if not _done:
         log.debug("keep_heap_refused", libc=name)
     return _done

@@ -1,19 +1,16 @@
 """Shared pieces of the end-to-end tests that run ari-amd against the real lab (scripts/lab).
 
-Each test process runs its own SIPp callee on SIP port 4900-4999 (by pid; its media port is
-then 9600-9996 by scripts/lab's rule, clear of the other lab tests' callees and of Asterisk's
+Each test process runs its own SIPp callee on SIP ports 4900-4995 (eight by pid, in turn; media
+ports then 9600-9980 by scripts/lab's rule, clear of the other lab tests' callees and of Asterisk's
 RTP range) and its own ARI application name, so concurrent runs and a live `ari-amd serve` on
 the same Asterisk are left alone.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
+import random
 import subprocess
-import time
-import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +26,8 @@ from ari_amd.synth.corpus import write_wav
 
 REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / "scripts" / "lab"
-CALLEE_PORT = 4900 + os.getpid() % 100
+CALLEE_PORTS = [4900 + 8 * (os.getpid() % 12) + k for k in range(8)]  # used in turn: see callee()
+_callee_starts = [random.randrange(len(CALLEE_PORTS))]  # not where the process before began
 RTP_PORTS = (42000 + 100 * (os.getpid() % 20), 42099 + 100 * (os.getpid() % 20))
 
 
@@ -71,32 +69,29 @@ def app_name() -> str:
     return f"ari-amd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def sipp_channels() -> list[str]:
-    """Asterisk's channels to the SIPp endpoint now (any test's)."""
-    token = base64.b64encode(b"ari-amd:ari-amd").decode()
-    req = urllib.request.Request("http://127.0.0.1:8088/ari/channels", headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return [c["name"] for c in json.loads(resp.read()) if c["name"].startswith("PJSIP/sipp-")]
+def callee_port() -> int:
+    """The SIP port of this process's current callee."""
+    return CALLEE_PORTS[_callee_starts[0] % len(CALLEE_PORTS)]
 
 
 def callee(*args: str) -> None:
-    # A call of the test before may still be hanging up: its BYE, reaching a new SIPp on the
-    # same port, counts as that SIPp's one call ("unexpected BYE"), and it exits unanswering.
-    deadline = time.monotonic() + 10
-    while sipp_channels() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.05)  # the BYE of a channel just destroyed is still on its way
-    r = lab("callee", *args, "--port", str(CALLEE_PORT), "--quiet")
+    """A new callee, on the next of this process's ports. Not the same port again soon: a call
+    of the test before, hung up after its callee was stopped, has its BYE retransmitted to that
+    port for up to 32 s, and a new SIPp there counts the stray BYE as its one call and exits
+    without answering."""
+    stop_callee()
+    _callee_starts[0] += 1
+    r = lab("callee", *args, "--port", str(callee_port()), "--quiet")
     assert r.returncode == 0, f"scripts/lab callee {' '.join(args)} failed: {r.stdout}{r.stderr}"
 
 
 def stop_callee() -> None:
-    lab("callee", "--stop", "--port", str(CALLEE_PORT), "--quiet")
+    lab("callee", "--stop", "--port", str(callee_port()), "--quiet")
 
 
 def endpoint(name: str) -> str:
     """Endpoint `sipp` with the Request-URI sip:<name>@our callee: it plays <name>.wav."""
-    return f"PJSIP/sipp/sip:{name}@127.0.0.1:{CALLEE_PORT}"
+    return f"PJSIP/sipp/sip:{name}@127.0.0.1:{callee_port()}"
 
 
 def write_clips(folder: Path, specs: list[tuple[str, int]]) -> dict[str, Path]:

@@ -40,7 +40,7 @@ def add_telnyx_signer(box: Outbox, settings: ApiSettings) -> None:
         return
     signer = telnyx_signing.load_signer(settings.telnyx_signing_key, settings.telnyx_key_path)
     box.add_signer(telnyx_signing.SIGNER, signer.headers)
-    log.info("telnyx_signing_key", public_key=signer.public_key)
+    log.info("telnyx_webhook_public_key", public_key=signer.public_key)  # the public half only
 
 
 def create_app(engine: Engine, settings: ApiSettings | Any, *, outbox: Outbox | None = None) -> web.Application:

@@ -205,6 +205,16 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
     pending_sched: list[float] = []
     batch = _TimedBatch(tick_ms) if engine == "batch" else None
 
+    def batched(st: Stream) -> bool:
+        """Count the frame; True if it is to be decided (its send time noted for the lag)."""
+        i = st.frames
+        st.frames = i + 1
+        assert st.detector is not None
+        if st.detector.done:
+            return False
+        pending_sched.append(st.base + i * PACKET_S)
+        return True
+
     def make_callback(st: Stream) -> Callable[[np.ndarray, int], None]:
         det = st.detector
         assert det is not None
@@ -213,10 +223,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
             session = st.session
 
             def on_audio_batch(samples: np.ndarray, rate: int) -> None:
-                i = st.frames
-                st.frames = i + 1
-                if not det.done:
-                    pending_sched.append(st.base + i * PACKET_S)
+                if batched(st):
                     session.feed(samples)
 
             return on_audio_batch
@@ -242,14 +249,10 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         """The service's path for a batched G.711 call: payloads undecoded into the batch."""
         if batch is None:
             return None
-        det, session = st.detector, st.session
-        assert det is not None
+        session = st.session
 
         def on_g711(payload: bytes | None) -> None:
-            i = st.frames
-            st.frames = i + 1
-            if not det.done:
-                pending_sched.append(st.base + i * PACKET_S)
+            if batched(st):
                 session.feed_g711(payload)
 
         return on_g711

@@ -43,7 +43,8 @@ log = structlog.get_logger(__name__)
 
 
 class BatchSession:
-    """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback)."""
+    """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback, and its
+    feed_g711 the on_g711 one)."""
 
     __slots__ = (
         "batch", "detector", "on_events", "closed", "sample_rate", "law", "_decimator", "_pending", "_tick", "_level",
@@ -159,6 +160,7 @@ class FrameBatch:
         self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
         self._sessions: set[BatchSession] = set()
         self._tick_id = 0
+        # Per tick, in the order they are decided: G.711 payloads by law (decoded all at once),
         # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
         # and frames already float (float input, slin16 after decimation, odd packet sizes).
         self._g711_frames: dict[str, list[bytes | None]] = {law: [] for law in G711_TO_FLOAT}

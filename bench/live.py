@@ -144,8 +144,8 @@ async def main_async(args: argparse.Namespace) -> int:
     source = str(corpus) if corpus else "synthetic clips (ari_amd.synth, seed 11)"
     print(f"\nlive vs offline, {params.mode.value}, clips from {source}")
     print("command: .venv/bin/python bench/live.py " + " ".join(sys.argv[1:]))
-    print(f"\n| phase | calls | peak in flight | verdicts | same verdict as offline | right vs truth | "
-          f"live - offline p50 / p90 (ms) | within 100 ms | left in Asterisk | wall s |")
+    print("\n| phase | calls | peak in flight | verdicts | same verdict as offline | right vs truth | "
+          "live - offline p50 / p90 (ms) | within 100 ms | left in Asterisk | wall s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         n = r["calls"]

@@ -63,7 +63,7 @@ async def drive(base: str, receiver: Receiver, engine: FakeEngine) -> list[str]:
     assert await post(f"{base}/v1/Account/{SID}/Call/", basic(SID, WRONG_TOKEN), json={}) == 401
     # header bytes that are not UTF-8, in each scheme (once a 500 whose traceback held the accounts)
     host, port = base.removeprefix("http://").split(":")
-    for path, auth in ((f"/v2/calls", b"Bearer " + WRONG_TOKEN.encode() + b"\xff\xfe"),
+    for path, auth in (("/v2/calls", b"Bearer " + WRONG_TOKEN.encode() + b"\xff\xfe"),
                        (f"/2010-04-01/Accounts/{SID}/Calls.json", b"Basic \xff" + WRONG_TOKEN.encode()),
                        (f"/v1/Account/{SID}/Call/", b"Basic " + base64.b64encode(f"{SID}:{WRONG_TOKEN}".encode() + b"\xff"))):
         assert await raw_status(host, int(port), path, auth) == 401

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ari_amd.synth.phones import PHONES, VOWELS, Word, parse
+from ari_amd.synth.phones import PHONES, VOWELS, parse
 
 SR = 16_000  # render rate
 OUT_SR = 8_000

@@ -357,6 +357,7 @@ def test_ari_amd_call_prints_one_json_verdict(tmp_path: Path) -> None:
 
 def test_serve_runs_the_dialplan_door_reports_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     labkit.require_lab()
+    import urllib.error
     import urllib.request
 
     port = 18000 + os.getpid() % 1000

@@ -4,7 +4,7 @@ steps the call took before we could listen (place() returns after the call was i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -43,7 +43,7 @@ class CallDriver:
         self._verdicts_seen: set[int] = set()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._unlisten = lambda: None
+        self._unlisten: Callable[[], None] = lambda: None
 
     def attach(self) -> None:
         self.ctx.drivers[self.call.id] = self

@@ -238,8 +238,13 @@ def document() -> S:
     auth_id = {"name": "auth_id", "in": "path", "required": True, "schema": {"type": "string"}}
     call_uuid = {"name": "call_uuid", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     tx_id = {"name": "call_control_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
-    json_of = lambda name: {"application/json": {"schema": ref(name)}}  # noqa: E731
+
+    def ref(name: str) -> S:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def json_of(name: str) -> S:
+        return {"application/json": {"schema": ref(name)}}
+
     return {
         "openapi": "3.0.3",
         "info": {

@@ -89,7 +89,7 @@ def amd_params(f: Mapping[str, str]) -> AmdParams | None:
         elif value is not None:
             kw[target] = value
     try:
-        return AmdParams(mode=Mode.ENABLE, **kw)  # type: ignore[arg-type]
+        return AmdParams(mode=Mode.ENABLE, **kw)
     except ParameterError as e:
         raise bad_param(e.name, str(e)) from None
 

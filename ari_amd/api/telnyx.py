@@ -86,7 +86,7 @@ def amd_params(body: dict[str, Any]) -> tuple[str | None, AmdParams | None]:
         if name in CONFIG_MAP:
             kw[CONFIG_MAP[name]] = value
     try:
-        params = AmdParams(mode=Mode.DETECT_MESSAGE_END if mode in MESSAGE_END else Mode.ENABLE, **kw)  # type: ignore[arg-type]
+        params = AmdParams(mode=Mode.DETECT_MESSAGE_END if mode in MESSAGE_END else Mode.ENABLE, **kw)
     except ParameterError as e:
         field = next(k for k, v in CONFIG_MAP.items() if _twilio_name(v) == e.name)
         lo, hi = _range_ms(CONFIG_MAP[field])

@@ -28,6 +28,8 @@ from collections import deque
 STEADY_HZ = 8.0  # a peak within this of one 20-40 ms earlier is the same note
 STEADY_FRAC = 0.25  # and must hold this share of the band
 WINDOW = 50  # frames (1 s)
+_WINDOW_MASK = (1 << WINDOW) - 1  # windows are bitmasks, the newest frame in bit 0
+_OLDEST = WINDOW - 1
 MUSIC_SHARE = 0.6
 ABOVE_FLOOR_DB = 3.0
 MUSIC_SPANS = 8  # recent stretches of music remembered, for vetoing beeps
@@ -58,11 +60,13 @@ DRONE_JITTER_HZ = 6.0  # ...and this much per frame on average (a beep moves 0-3
 class MusicTracker:
     def __init__(self) -> None:
         self._prev: tuple[float, float, float, float] | None = None  # the peaks of the two frames before
-        self._steady: deque[bool] = deque(maxlen=WINDOW)
+        self._steady = 0  # the last WINDOW frames' steady flags
+        self._steady_n = 0  # how many of them there are so far
         self._count = 0
         self._notes = [[0.0, 0, 0] for _ in range(NOTE_SLOTS)]  # [pitch, frames held, frames missed]
         self._any_note = False  # some slot may be holding a note
-        self._held: deque[bool] = deque(maxlen=WINDOW)
+        self._held = 0  # the last WINDOW frames' held-note flags
+        self._held_n = 0
         self._held_count = 0
         self._onsets: deque[tuple[int, float]] = deque()  # when held notes began (audio ms), at what pitch
         self._quiet_db: float | None = None  # the quietest floor so far
@@ -104,12 +108,13 @@ class MusicTracker:
             )
         )
         self._prev = (peak_hz, peak2_hz, p[0], p[1]) if p is not None else (peak_hz, peak2_hz, -1e9, -1e9)
-        window = self._steady
-        if len(window) == WINDOW:
-            self._count -= window[0]
-        window.append(steady)
+        if self._steady_n == WINDOW:
+            self._count -= (self._steady >> _OLDEST) & 1
+        else:
+            self._steady_n += 1
+        self._steady = ((self._steady << 1) | steady) & _WINDOW_MASK
         self._count += steady
-        music = len(window) == WINDOW and self._count >= MUSIC_SHARE * WINDOW
+        music = self._steady_n == WINDOW and self._count >= MUSIC_SHARE * WINDOW
         if level_db is not None and floor_db is not None:
             quiet = self._quiet_db = floor_db if self._quiet_db is None else min(self._quiet_db, floor_db)
             loud = level_db - quiet >= ABOVE_QUIET_DB
@@ -165,10 +170,11 @@ class MusicTracker:
                 self._start_note(hz1)
             if free2:
                 self._start_note(hz2)
-        window = self._held
-        if len(window) == WINDOW:
-            self._held_count -= window[0]
-        window.append(held)
+        if self._held_n == WINDOW:
+            self._held_count -= (self._held >> _OLDEST) & 1
+        else:
+            self._held_n += 1
+        self._held = ((self._held << 1) | held) & _WINDOW_MASK
         self._held_count += held
         onsets = self._onsets
         while onsets and t_ms - onsets[0][0] > NOTE_ONSETS_MS:

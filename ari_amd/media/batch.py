@@ -1,16 +1,16 @@
-"""Every call's detector, one vectorised feature step per tick.
+"""Every call's detector, one vectorised feature step and one vectorised decision step per tick.
 
 `Detector.feed` on one 20 ms packet spends ~260 us in numpy's fixed cost per call for 160 samples
 of work: fine for a call, 13 s of CPU per second for 1000 calls. Here each call's receiver queues
 its whole frames (G.711 payloads undecoded: decoding one costs more than a frame's share of the
 whole tick's), and every tick (`TICK_MS`) one `analyze` runs over all calls' frames at once;
-then each call's scalar decision step (`Detector.step_features`) runs on its rows, in arrival
+then the decision step runs over every call's row at once (`ari_amd.detect.vector`: numpy over
+the calls' state, each call's own scalar step for its rare frames), a call's rows in arrival
 order. Framing and scaling are those of `Detector.feed`, so the verdicts are the same to the
 millisecond as feeding the call's audio to one detector (tests/test_media_batch.py).
 
-A frame waits at most one tick plus the tick's work. A decided frame costs ~14 us here against
-~260 us fed alone; what that holds on one core, and where the rest of the time goes, is in
-docs/ROBUSTNESS.md (bench/media_load.py).
+A frame waits at most one tick plus the tick's work. What one core holds, and where the time
+goes, is in docs/ROBUSTNESS.md (bench/media_load.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ari_amd.detect.detector import Detector
 from ari_amd.detect.features import FRAME, SAMPLE_RATE, Features, analyze
 from ari_amd.detect.g711 import G711_TO_FLOAT, decode_g711_frame
 from ari_amd.detect.resample import Decimator
+from ari_amd.detect.vector import VectorDecider
 from ari_amd.detect.verdict import AmdEvent
 from ari_amd.media.heap import keep_heap
 
@@ -44,10 +45,12 @@ log = structlog.get_logger(__name__)
 
 class BatchSession:
     """One call in a FrameBatch: feed it audio (it is an RtpReceiver on_audio callback, and its
-    feed_g711 the on_g711 one)."""
+    feed_g711 the on_g711 one). While it is in the batch, its detector's state lives in the
+    batch's columns: `detector` brings the object up to date before handing it out."""
 
     __slots__ = (
-        "batch", "detector", "on_events", "closed", "sample_rate", "law", "_decimator", "_pending", "_tick", "_level",
+        "batch", "_det", "_slot", "on_events", "closed", "sample_rate", "law", "_decimator", "_pending", "_tick",
+        "_level",
     )
 
     def __init__(
@@ -64,7 +67,8 @@ class BatchSession:
             raise ValueError(f"law must be one of {sorted(G711_TO_FLOAT)}, at 8000 Hz (got {law!r} at {sample_rate})")
         self.batch = batch
         self.law = law
-        self.detector = detector
+        self._det = detector
+        self._slot: int | None = batch._vector.add(detector)
         self.on_events = on_events
         self.closed = False
         self.sample_rate = sample_rate
@@ -72,6 +76,12 @@ class BatchSession:
         self._pending = np.zeros(0, dtype=np.float32)
         self._tick = -1  # the last tick this call queued frames in...
         self._level = G711  # ...and the latest of its queues it used then
+
+    @property
+    def detector(self) -> Detector:
+        if self._slot is not None:
+            self.batch._vector.sync(self._slot)
+        return self._det
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> None:
         if sample_rate != self.sample_rate:
@@ -81,7 +91,7 @@ class BatchSession:
     def feed_g711(self, payload: bytes | None) -> None:
         """Queue one 20 ms G.711 payload undecoded (None: a lost frame, silence); the tick decodes
         every call's in one lookup. An RtpReceiver's on_g711 callback."""
-        if self.closed or self.detector.done:
+        if self.closed or self._det.done:
             return
         if self.law is None:
             raise ValueError("feed_g711 on a session made without a G.711 law")
@@ -97,7 +107,7 @@ class BatchSession:
 
     def feed(self, samples: np.ndarray) -> None:
         """Queue the whole frames of `samples` for the next tick; a partial frame waits for more."""
-        if self.closed or self.detector.done:
+        if self.closed or self._det.done:
             return
         x = np.asarray(samples)
         if x.ndim != 1:
@@ -134,17 +144,22 @@ class BatchSession:
         if self.closed:
             return []
         self.batch.process()  # this call's queued frames are decided before its end
-        self.closed = True
-        self.batch._sessions.discard(self)
-        events = self.detector.finish(cause)
+        self._leave()
+        events = self._det.finish(cause)
         if events:
             self.batch._notify(self, events)
         return events
 
     def close(self) -> None:
         """Leave the batch without a verdict (the call is gone); queued frames are skipped."""
+        self._leave()
+
+    def _leave(self) -> None:
         self.closed = True
         self.batch._sessions.discard(self)
+        if self._slot is not None:
+            self.batch._vector.remove(self._slot)  # the detector object takes its state back
+            self._slot = None
 
 
 class FrameBatch:
@@ -159,6 +174,7 @@ class FrameBatch:
         self.callback_errors = 0
         self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
         self._sessions: set[BatchSession] = set()
+        self._vector = VectorDecider()
         self._tick_id = 0
         # Per tick, in the order they are decided: G.711 payloads by law (decoded all at once),
         # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
@@ -222,31 +238,43 @@ class FrameBatch:
         self._step(analyze(frames), owners)
 
     def _step(self, feats: Features, owners: list[BatchSession]) -> None:
-        """Each owner's decision step on its row, in order."""
-        rows = zip(
-            owners,
-            feats.band_db.tolist(),
-            feats.periodicity.tolist(),
-            feats.peak_hz.tolist(),
-            feats.peak_frac.tolist(),
-            feats.peak2_hz.tolist(),
-            feats.peak2_frac.tolist(),
-            feats.fsk_frac.tolist(),
-            feats.cpt_frac.tolist(),
-        )
-        for session, band, per, p1, f1, p2, f2, fsk, cpt in rows:
-            if session.closed:
+        """The decision step on every owner's row: one vector pass over distinct calls, so a call
+        with several frames in the block has them in consecutive passes, in order."""
+        cols = [
+            np.asarray(a, dtype=np.float64)
+            for a in (feats.band_db, feats.periodicity, feats.peak_hz, feats.peak_frac, feats.peak2_hz,
+                      feats.peak2_frac, feats.fsk_frac, feats.cpt_frac)
+        ]  # fmt: skip
+        if len(set(owners)) == len(owners):
+            passes = [list(range(len(owners)))]
+        else:
+            passes = []
+            seen: dict[BatchSession, int] = {}
+            for i, session in enumerate(owners):
+                k = seen.get(session, 0)
+                seen[session] = k + 1
+                if k == len(passes):
+                    passes.append([])
+                passes[k].append(i)
+        vector = self._vector
+        for rows in passes:
+            # Calls closed, or decided by an earlier pass, take no more frames.
+            live = [i for i in rows if not owners[i].closed and not owners[i]._det.done]
+            if not live:
                 continue
-            try:
-                events = session.detector.step_features(band, per, p1, f1, p2, f2, fsk, cpt)
-            except Exception:
+            sessions = [owners[i] for i in live]
+            slots = np.array([s._slot for s in sessions], dtype=np.intp)
+            row_cols = cols if len(live) == len(owners) else [c[live] for c in cols]
+            traced = [j for j, s in enumerate(sessions) if s._det.trace is not None]
+            events, errors = vector.step(slots, row_cols, traced)
+            for j, error in errors:
                 # A detector fault ends that call's detection only; the tick goes on for the rest.
-                session.close()
+                sessions[j].close()
                 self.step_errors += 1
-                log.exception("batch_step_failed", count=self.step_errors)
-                continue
-            if events:
-                self._notify(session, events)
+                log.error("batch_step_failed", count=self.step_errors, exc_info=error)
+            for j, ev in events:
+                if not sessions[j].closed:
+                    self._notify(sessions[j], ev)
 
     async def run(self) -> None:
         """Tick until cancelled (one task per event loop)."""

@@ -376,10 +376,11 @@ class _TimedBatch(FrameBatch):
         self.analyze_s = self.step_s = 0.0
         self.rows = 0
 
-    def _decide(self, frames: np.ndarray, owners: list[Any]) -> None:
+    def _decide(self, blocks: list[tuple[np.ndarray, list[Any]]]) -> None:
         t0 = time.process_time()
-        feats = analyze(frames)
+        feats = [analyze(frames) for frames, _ in blocks]
         t1 = time.process_time()
+        owners = [o for _, block in blocks for o in block]
         self._step(feats, owners)
         self.analyze_s += t1 - t0
         self.step_s += time.process_time() - t1
@@ -390,7 +391,7 @@ class _TimedBatch(FrameBatch):
 class _FramingOnly(FrameBatch):
     """A FrameBatch that queues, stacks and scales but decides nothing: the batching overhead alone."""
 
-    def _decide(self, frames: np.ndarray, owners: list[Any]) -> None:
+    def _decide(self, blocks: list[tuple[np.ndarray, list[Any]]]) -> None:
         pass
 
 

@@ -106,20 +106,26 @@ class VectorDecider:
     """The state of many calls' detectors as columns, and the decision step over them.
 
     add() a Detector to take its state in; step() a pass of distinct slots, one frame each;
-    sync() before reading the Detector's own state again (remove() does it)."""
+    sync() before reading the Detector's own state again. retire() gives a call's Detector its
+    state back and skips the slot's frames from then on; release() frees retired slots for new
+    calls (once no queued frame can name them)."""
 
     def __init__(self, capacity: int = 64, min_rows: int = MIN_VECTOR_ROWS) -> None:
         self.min_rows = min_rows
         self._state = np.zeros((N_COLUMNS, capacity))
         self._free = list(range(capacity - 1, -1, -1))
+        self._retired: list[int] = []
         self._detectors: list[Detector | None] = [None] * capacity
         self._stale = np.zeros(capacity, dtype=bool)  # the columns moved on: the object must load them
         self._own_step = np.zeros(capacity, dtype=bool)  # a Detector subclass with its own step: scalar only
+        self._traced = np.zeros(capacity, dtype=bool)  # its Detector records a trace
+        self._recheck: set[int] = set()  # handed out by sync(): its trace may have been switched on
+        self.finished = np.zeros(capacity, dtype=bool)  # decided or retired: take no more frames
         self.scalar_rows = 0  # frames decided by the scalar step, and by the vector pass
         self.vector_rows = 0
 
     def __len__(self) -> int:
-        return len(self._detectors) - len(self._free)
+        return len(self._detectors) - len(self._free) - len(self._retired)
 
     def add(self, detector: Detector) -> int:
         if not self._free:
@@ -133,6 +139,8 @@ class VectorDecider:
         col[SILENCE_TIMEOUT], col[TIMEOUT] = p.silence_timeout_ms, p.timeout_ms
         self._stale[slot] = False
         self._own_step[slot] = type(detector).step_features is not Detector.step_features
+        self._traced[slot] = detector.trace is not None
+        self.finished[slot] = detector.done
         return slot
 
     def sync(self, slot: int) -> Detector:
@@ -142,13 +150,24 @@ class VectorDecider:
         if self._stale[slot]:
             _load(det, self._state[:, slot].tolist())
             self._stale[slot] = False
+        self._recheck.add(slot)
         return det
 
-    def remove(self, slot: int) -> Detector:
+    def retire(self, slot: int) -> Detector:
         det = self.sync(slot)
-        self._detectors[slot] = None
-        self._free.append(slot)
+        self.finished[slot] = True
+        self._retired.append(slot)
         return det
+
+    def release(self) -> list[int]:
+        """Free the retired slots; returns them."""
+        released = self._retired
+        for slot in released:
+            self._detectors[slot] = None
+            self._recheck.discard(slot)
+        self._free += released
+        self._retired = []
+        return released
 
     def step_scalar(self, slot: int, row: Sequence[float]) -> list[AmdEvent]:
         """One frame of one call through its own Detector (state loaded, then stored back)."""
@@ -156,18 +175,24 @@ class VectorDecider:
         try:
             return det.step_features(*row)
         finally:
-            self._state[:N_COLUMNS - 4, slot] = _store(det)[: N_COLUMNS - 4]
+            self._state[: N_COLUMNS - 4, slot] = _store(det)[: N_COLUMNS - 4]
+            self.finished[slot] = det.done
             self.scalar_rows += 1
 
-    def step(self, slots: np.ndarray, feats: Features8, traced: Sequence[int] = ()) -> tuple[
+    def step(self, slots: np.ndarray, feats: Features8) -> tuple[
         list[tuple[int, list[AmdEvent]]], list[tuple[int, Exception]]
     ]:
-        """One frame for each of `slots` (distinct, each an undecided call): feats are float64
-        arrays with a row per slot. traced: rows whose Detector records a trace.
-        Returns (row, events) where there were events, and (row, error) where a scalar step raised."""
+        """One frame for each of `slots` (distinct, none finished): feats are float64 arrays
+        with a row per slot. Returns (row, events) where there were events, and (row, error)
+        where a scalar step raised (that call's state is then undefined: retire it)."""
         n = len(slots)
         events: list[tuple[int, list[AmdEvent]]] = []
         errors: list[tuple[int, Exception]] = []
+        if self._recheck:
+            for slot in self._recheck:
+                det = self._detectors[slot]
+                self._traced[slot] = det is not None and det.trace is not None
+            self._recheck.clear()
         if n < self.min_rows:
             rows = list(zip(*(f.tolist() for f in feats)))
             for i, slot in enumerate(slots.tolist()):
@@ -180,11 +205,13 @@ class VectorDecider:
                     events.append((i, ev))
             return events, errors
         old = self._state[:, slots]
-        res = _vector_step(old, feats, self._own_step[slots], bool(traced))
-        keep = ~res.rare
-        self._state[:, slots[keep]] = res.state[:, keep]
-        self._stale[slots[keep]] = True
-        self.vector_rows += int(keep.sum())
+        traced = self._traced[slots]
+        res = _vector_step(old, feats, self._own_step[slots], bool(traced.any()))
+        rare_rows = np.flatnonzero(res.rare).tolist()
+        # Every row's columns move on; a rare row's object takes the old ones, below.
+        self._state[:, slots] = res.state
+        self._stale[slots] = True
+        self.vector_rows += n - len(rare_rows)
         dets = self._detectors
         # Utterances opened or closed by the vector pass: the machine's list is Python's.
         for i in np.flatnonzero(res.closes).tolist():
@@ -199,22 +226,21 @@ class VectorDecider:
             onset = int(res.onset_ms[i])
             det.machine.utterances.append(Utterance(onset, int(res.t_ms[i])))
             events.append((i, [AmdEvent(EventKind.SPEECH_START, onset)]))
-        if traced:
-            trace = res.trace
-            assert trace is not None
-            for i in traced:
-                if keep[i]:
-                    det = dets[int(slots[i])]
-                    assert det is not None and det.trace is not None
-                    det.trace.append(TraceRow(*(field[i] for field in trace)))
-        rare = res.rare
-        rare_rows = np.flatnonzero(rare).tolist()
+        if res.trace is not None:
+            for i in np.flatnonzero(traced & ~res.rare).tolist():
+                det = dets[int(slots[i])]
+                assert det is not None and det.trace is not None
+                det.trace.append(TraceRow(*(field[i] for field in res.trace)))
         if rare_rows:
             cols = [f[rare_rows].tolist() for f in feats]
             for j, i in enumerate(rare_rows):
+                slot = int(slots[i])
+                det = dets[slot]
+                assert det is not None
+                _load(det, old[:, i].tolist())  # the state before this frame
+                self._stale[slot] = False
                 try:
-                    # Its columns still hold the state before this frame (only the others moved on).
-                    ev = self.step_scalar(int(slots[i]), [c[j] for c in cols])
+                    ev = self.step_scalar(slot, [c[j] for c in cols])
                 except Exception as e:  # noqa: BLE001
                     errors.append((i, e))
                     continue
@@ -225,8 +251,8 @@ class VectorDecider:
     def _grow(self) -> None:
         cap = len(self._detectors)
         self._state = np.concatenate((self._state, np.zeros((N_COLUMNS, cap))), axis=1)
-        self._stale = np.concatenate((self._stale, np.zeros(cap, dtype=bool)))
-        self._own_step = np.concatenate((self._own_step, np.zeros(cap, dtype=bool)))
+        for name in ("_stale", "_own_step", "_traced", "finished"):
+            setattr(self, name, np.concatenate((getattr(self, name), np.zeros(cap, dtype=bool))))
         self._detectors += [None] * cap
         self._free = list(range(2 * cap - 1, cap - 1, -1)) + self._free
 

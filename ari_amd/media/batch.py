@@ -49,8 +49,8 @@ class BatchSession:
     batch's columns: `detector` brings the object up to date before handing it out."""
 
     __slots__ = (
-        "batch", "_det", "_slot", "on_events", "closed", "sample_rate", "law", "_decimator", "_pending", "_tick",
-        "_level",
+        "batch", "_det", "_slot", "on_events", "closed", "decided", "sample_rate", "law", "_decimator", "_pending",
+        "_tick", "_level",
     )
 
     def __init__(
@@ -71,6 +71,7 @@ class BatchSession:
         self._slot: int | None = batch._vector.add(detector)
         self.on_events = on_events
         self.closed = False
+        self.decided = detector.done  # the final verdict is out (only this batch steps the detector)
         self.sample_rate = sample_rate
         self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
         self._pending = np.zeros(0, dtype=np.float32)
@@ -91,7 +92,7 @@ class BatchSession:
     def feed_g711(self, payload: bytes | None) -> None:
         """Queue one 20 ms G.711 payload undecoded (None: a lost frame, silence); the tick decodes
         every call's in one lookup. An RtpReceiver's on_g711 callback."""
-        if self.closed or self._det.done:
+        if self.closed or self.decided:
             return
         if self.law is None:
             raise ValueError("feed_g711 on a session made without a G.711 law")
@@ -107,7 +108,7 @@ class BatchSession:
 
     def feed(self, samples: np.ndarray) -> None:
         """Queue the whole frames of `samples` for the next tick; a partial frame waits for more."""
-        if self.closed or self._det.done:
+        if self.closed or self.decided:
             return
         x = np.asarray(samples)
         if x.ndim != 1:
@@ -158,7 +159,8 @@ class BatchSession:
         self.closed = True
         self.batch._sessions.discard(self)
         if self._slot is not None:
-            self.batch._vector.remove(self._slot)  # the detector object takes its state back
+            # The detector object takes its state back; frames still queued for it are skipped.
+            self.batch._vector.retire(self._slot)
             self._slot = None
 
 
@@ -175,17 +177,20 @@ class FrameBatch:
         self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
         self._sessions: set[BatchSession] = set()
         self._vector = VectorDecider()
+        self._by_slot: dict[int, BatchSession] = {}
+        self._depth = 0  # process() within process() (a callback finishing a call)
         self._tick_id = 0
         # Per tick, in the order they are decided: G.711 payloads by law (decoded all at once),
         # int16 packets as they came (scaled all at once, the way Detector.feed scales a chunk),
         # and frames already float (float input, slin16 after decimation, odd packet sizes).
         self._g711_frames: dict[str, list[bytes | None]] = {law: [] for law in G711_TO_FLOAT}
-        self._g711_owners: dict[str, list[BatchSession]] = {law: [] for law in G711_TO_FLOAT}
+        # Each frame's owner is its call's slot in the VectorDecider.
+        self._g711_owners: dict[str, list[int]] = {law: [] for law in G711_TO_FLOAT}
         self._g711_queued = 0
         self._int_frames: list[np.ndarray] = []
-        self._int_owners: list[BatchSession] = []
+        self._int_owners: list[int] = []
         self._float_frames: list[np.ndarray] = []
-        self._float_owners: list[BatchSession] = []
+        self._float_owners: list[int] = []
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -205,6 +210,8 @@ class FrameBatch:
         ("ulaw", "alaw"), the call can also take undecoded G.711 frames (feed_g711)."""
         session = BatchSession(self, detector or Detector(sample_rate=sample_rate), sample_rate, on_events, law)
         self._sessions.add(session)
+        assert session._slot is not None
+        self._by_slot[session._slot] = session
         return session
 
     def process(self) -> int:
@@ -221,60 +228,70 @@ class FrameBatch:
         self._int_frames, self._int_owners, self._float_frames, self._float_owners = [], [], [], []
         self._tick_id += 1
         self.ticks += 1
+        blocks: list[tuple[np.ndarray, list[int]]] = []
         for law, payloads in g711.items():
             for start in range(0, len(payloads), MAX_ROWS_PER_ANALYZE):
                 stop = start + MAX_ROWS_PER_ANALYZE
-                self._decide(_decode_g711(law, payloads[start:stop]), g711_owners[law][start:stop])
+                blocks.append((_decode_g711(law, payloads[start:stop]), g711_owners[law][start:stop]))
         for start in range(0, len(ints), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
-            self._decide(np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop])
+            blocks.append((np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop]))
         for start in range(0, len(floats), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
-            self._decide(np.stack(floats[start:stop]), float_owners[start:stop])
+            blocks.append((np.stack(floats[start:stop]), float_owners[start:stop]))
+        self._depth += 1
+        try:
+            self._decide(blocks)
+        finally:
+            self._depth -= 1
+        if not self._depth:
+            for slot in self._vector.release():  # no frame queued from now on can name these
+                del self._by_slot[slot]
         self.frames_processed += n
         return n
 
-    def _decide(self, frames: np.ndarray, owners: list[BatchSession]) -> None:
-        self._step(analyze(frames), owners)
+    def _decide(self, blocks: list[tuple[np.ndarray, list[int]]]) -> None:
+        """Features block by block (a few hundred rows stay in cache), then one decision step
+        over the whole tick (its cost is mostly per pass, not per row)."""
+        self._step([analyze(frames) for frames, _ in blocks], [o for _, owners in blocks for o in owners])
 
-    def _step(self, feats: Features, owners: list[BatchSession]) -> None:
-        """The decision step on every owner's row: one vector pass over distinct calls, so a call
-        with several frames in the block has them in consecutive passes, in order."""
-        cols = [
-            np.asarray(a, dtype=np.float64)
-            for a in (feats.band_db, feats.periodicity, feats.peak_hz, feats.peak_frac, feats.peak2_hz,
-                      feats.peak2_frac, feats.fsk_frac, feats.cpt_frac)
-        ]  # fmt: skip
-        if len(set(owners)) == len(owners):
-            passes = [list(range(len(owners)))]
+    def _step(self, feats: list[Features], owners: list[int]) -> None:
+        """The decision step on every row (feats: the rows' features, in blocks; owners: their
+        calls' slots): one vector pass over distinct calls, so a call with several frames in the
+        tick has them in consecutive passes, in order."""
+        cols = [np.concatenate([getattr(f, name) for f in feats]).astype(np.float64) for name in _STEP_FEATURES]
+        slots = np.array(owners, dtype=np.intp)
+        n = len(slots)
+        if np.unique(slots).size == n:
+            passes = [np.arange(n)]
         else:
-            passes = []
-            seen: dict[BatchSession, int] = {}
-            for i, session in enumerate(owners):
-                k = seen.get(session, 0)
-                seen[session] = k + 1
-                if k == len(passes):
-                    passes.append([])
-                passes[k].append(i)
+            # The k-th frame of each call in pass k: rank each row within its call's rows.
+            order = np.argsort(slots, kind="stable")
+            ranked = slots[order]
+            first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+            rank = np.empty(n, dtype=np.intp)
+            rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+            passes = [np.flatnonzero(rank == k) for k in range(int(rank.max()) + 1)]
         vector = self._vector
         for rows in passes:
             # Calls closed, or decided by an earlier pass, take no more frames.
-            live = [i for i in rows if not owners[i].closed and not owners[i]._det.done]
-            if not live:
+            rows = rows[~vector.finished[slots[rows]]]
+            if not len(rows):
                 continue
-            sessions = [owners[i] for i in live]
-            slots = np.array([s._slot for s in sessions], dtype=np.intp)
-            row_cols = cols if len(live) == len(owners) else [c[live] for c in cols]
-            traced = [j for j, s in enumerate(sessions) if s._det.trace is not None]
-            events, errors = vector.step(slots, row_cols, traced)
+            whole = len(rows) == n
+            pass_slots = slots if whole else slots[rows]
+            events, errors = vector.step(pass_slots, cols if whole else [c[rows] for c in cols])
             for j, error in errors:
                 # A detector fault ends that call's detection only; the tick goes on for the rest.
-                sessions[j].close()
+                self._by_slot[int(pass_slots[j])].close()
                 self.step_errors += 1
                 log.error("batch_step_failed", count=self.step_errors, exc_info=error)
             for j, ev in events:
-                if not sessions[j].closed:
-                    self._notify(sessions[j], ev)
+                session = self._by_slot[int(pass_slots[j])]
+                if session.closed:
+                    continue
+                session.decided = session._det.done  # a final verdict comes with an event
+                self._notify(session, ev)
 
     async def run(self) -> None:
         """Tick until cancelled (one task per event loop)."""
@@ -285,18 +302,20 @@ class FrameBatch:
             self.process()
 
     def _queue_g711(self, session: BatchSession, payload: bytes | None) -> None:
-        assert session.law is not None
+        assert session.law is not None and session._slot is not None
         self._g711_frames[session.law].append(payload)
-        self._g711_owners[session.law].append(session)
+        self._g711_owners[session.law].append(session._slot)
         self._g711_queued += 1
 
     def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
+        assert session._slot is not None
         self._int_frames.append(frame)
-        self._int_owners.append(session)
+        self._int_owners.append(session._slot)
 
     def _queue_float(self, session: BatchSession, frame: np.ndarray) -> None:
+        assert session._slot is not None
         self._float_frames.append(frame)
-        self._float_owners.append(session)
+        self._float_owners.append(session._slot)
 
     def _notify(self, session: BatchSession, events: list[AmdEvent]) -> None:
         if session.on_events is None:
@@ -311,6 +330,7 @@ class FrameBatch:
                 log.exception("batch_on_events_failed", count=n)
 
 
+_STEP_FEATURES = ("band_db", "periodicity", "peak_hz", "peak_frac", "peak2_hz", "peak2_frac", "fsk_frac", "cpt_frac")
 _SILENT_PAYLOAD = bytes(FRAME)  # a placeholder for a lost frame; its row is zeroed after decoding
 
 

@@ -40,7 +40,7 @@ def rows_of(samples: np.ndarray) -> np.ndarray:
 
 def assert_same_state(vec: V.VectorDecider, slot: int, ref: Detector, where: str) -> None:
     want = V._store(ref)
-    got = vec._state[:, slot].tolist()
+    got = vec.column(slot)
     for col in range(V.N_COLUMNS - 4):  # the params rows are the vector's own
         a, b = want[col], got[col]
         if col == V.ONSETS:
@@ -142,11 +142,10 @@ def test_arbitrary_features_give_the_scalar_step_s_state(seqs: list[np.ndarray],
 
 
 def test_the_batch_gives_classify_s_verdicts_and_traces_with_many_calls_at_once() -> None:
-    # Enough calls for the vector pass (MIN_VECTOR_ROWS), 20 ms packets interleaved, a tick
+    # More calls than the batch's min_vector_rows, 20 ms packets interleaved, a tick
     # every other packet as in the service, calls starting at different times.
-    clips = [decode_ulaw(encode_ulaw(make_clip(cat, 70 + k).samples)) for k in range(6) for cat in DEV_CATEGORIES]
-    assert len(clips) >= 2 * V.MIN_VECTOR_ROWS
-    batch = FrameBatch()
+    clips = [decode_ulaw(encode_ulaw(make_clip(cat, 70 + k).samples)) for k in range(3) for cat in DEV_CATEGORIES]
+    batch = FrameBatch(min_vector_rows=8)
     sessions = []
     for i, samples in enumerate(clips):
         session = batch.add(Detector(PARAMS[i % 2]))
@@ -174,8 +173,8 @@ def test_the_batch_gives_classify_s_verdicts_and_traces_with_many_calls_at_once(
 
 def test_a_closed_call_s_queued_frames_are_skipped_and_its_slot_reused_after_the_tick() -> None:
     samples = decode_ulaw(encode_ulaw(make_clip(DEV_CATEGORIES[0], 5).samples))
-    batch = FrameBatch()
-    many = [batch.add() for _ in range(V.MIN_VECTOR_ROWS)]
+    batch = FrameBatch(min_vector_rows=8)
+    many = [batch.add() for _ in range(8)]
     gone = batch.add()
     for s in (*many, gone):
         s(samples[:FRAME], 8000)
@@ -205,8 +204,8 @@ def test_a_detector_subclass_is_stepped_by_its_own_step_inside_a_vector_pass() -
             return super().step_features(*row)
 
     samples = decode_ulaw(encode_ulaw(make_clip(DEV_CATEGORIES[1], 9).samples))
-    batch = FrameBatch()
-    others = [batch.add() for _ in range(V.MIN_VECTOR_ROWS)]
+    batch = FrameBatch(min_vector_rows=8)
+    others = [batch.add() for _ in range(8)]
     mine = batch.add(Counting())
     for k in range(len(samples) // FRAME):
         for s in (*others, mine):

@@ -55,7 +55,7 @@ PREV_LEVEL, FAX_MS, CPT_MS, V21_MS, V21_LO, V21_HI, FAX_FOUND = 20, 21, 22, 23, 
 # MusicTracker
 PREV, PREV0, PREV1, PREV2, PREV3 = 27, 28, 29, 30, 31  # _prev (PREV 0 for None)
 STEADY, STEADY_N, COUNT = 32, 33, 34  # _steady (bitmask), _steady_n, _count
-NOTE_HZ, NOTE_FRAMES, NOTE_MISS = (35, 38, 41), (36, 39, 42), (37, 40, 43)  # _notes[k]
+NOTE_HZ, NOTE_FRAMES, NOTE_MISS = (35, 36, 37), (38, 39, 40), (41, 42, 43)  # _notes[k]: pitch, frames, misses
 ANY_NOTE, HELD, HELD_N, HELD_COUNT, ONSETS, QUIET = 44, 45, 46, 47, 48, 49  # ONSETS read only: len(_onsets)
 DRONE = (50, 51, 52, 53, 54, 55)  # _drone
 DRONE_PREV, NOTES = 56, 57  # _drone_prev_hz, notes
@@ -71,7 +71,9 @@ STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
 WAITING, SPEECH, GREETING = 0, 1, 2
 
-MIN_VECTOR_ROWS = 24  # fewer calls than this in a pass: each one's scalar step is cheaper
+# Fewer calls than this in a pass, and each one's own scalar step is cheaper: a pass costs
+# ~0.8 ms however few its rows (numpy's fixed cost, some 300 array operations), then ~2 us a row.
+MIN_VECTOR_ROWS = 96
 _POPCOUNT = np.array([bin(i).count("1") for i in range(1 << SPEECH_CONFIRM_WINDOW)], dtype=np.int64)
 _CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 _WINDOW_MASK = (1 << M.WINDOW) - 1
@@ -82,6 +84,7 @@ _V21_LO_HZ = T.V21_MARK_HZ - T.V21_TOL_HZ
 _V21_HI_HZ = T.V21_SPACE_HZ + T.V21_TOL_HZ
 _MUSIC_COUNT = M.MUSIC_SHARE * M.WINDOW
 _NOTE_COUNT = M.NOTE_SHARE * M.WINDOW
+_SLOT_INDEX = np.arange(M.NOTE_SLOTS)[:, None]
 
 Features8 = Sequence[np.ndarray]  # band_db, periodicity, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac
 
@@ -116,7 +119,11 @@ class VectorDecider:
         self._free = list(range(capacity - 1, -1, -1))
         self._retired: list[int] = []
         self._detectors: list[Detector | None] = [None] * capacity
-        self._stale = np.zeros(capacity, dtype=bool)  # the columns moved on: the object must load them
+        # Which copy of a call's state is the newer: the columns after a vector pass (the object
+        # must load them before its own step), the object after its own step (the columns must
+        # take it in before the next pass). Each moves only when the other side needs it.
+        self._stale = np.zeros(capacity, dtype=bool)
+        self._unstored = np.zeros(capacity, dtype=bool)
         self._own_step = np.zeros(capacity, dtype=bool)  # a Detector subclass with its own step: scalar only
         self._traced = np.zeros(capacity, dtype=bool)  # its Detector records a trace
         self._recheck: set[int] = set()  # handed out by sync(): its trace may have been switched on
@@ -137,7 +144,7 @@ class VectorDecider:
         col[:] = _store(detector)
         col[SPEECH_THRESHOLD], col[SPEECH_END] = p.speech_threshold_ms, p.speech_end_threshold_ms
         col[SILENCE_TIMEOUT], col[TIMEOUT] = p.silence_timeout_ms, p.timeout_ms
-        self._stale[slot] = False
+        self._stale[slot] = self._unstored[slot] = False
         self._own_step[slot] = type(detector).step_features is not Detector.step_features
         self._traced[slot] = detector.trace is not None
         self.finished[slot] = detector.done
@@ -170,14 +177,27 @@ class VectorDecider:
         return released
 
     def step_scalar(self, slot: int, row: Sequence[float]) -> list[AmdEvent]:
-        """One frame of one call through its own Detector (state loaded, then stored back)."""
+        """One frame of one call through its own Detector (the columns loaded first if newer)."""
         det = self.sync(slot)
+        self._unstored[slot] = True
         try:
             return det.step_features(*row)
         finally:
-            self._state[: N_COLUMNS - 4, slot] = _store(det)[: N_COLUMNS - 4]
             self.finished[slot] = det.done
             self.scalar_rows += 1
+
+    def column(self, slot: int) -> list[float]:
+        """The slot's state as the columns hold it (its object's own steps taken in first)."""
+        self._store_objects(np.array([slot]))
+        return self._state[:, slot].tolist()
+
+    def _store_objects(self, slots: np.ndarray) -> None:
+        """Objects stepped by themselves since the last pass: their state into the columns."""
+        for slot in slots[self._unstored[slots]].tolist():
+            det = self._detectors[slot]
+            assert det is not None
+            self._state[: N_COLUMNS - 4, slot] = _store(det)[: N_COLUMNS - 4]
+            self._unstored[slot] = False
 
     def step(self, slots: np.ndarray, feats: Features8) -> tuple[
         list[tuple[int, list[AmdEvent]]], list[tuple[int, Exception]]
@@ -204,6 +224,7 @@ class VectorDecider:
                 if ev:
                     events.append((i, ev))
             return events, errors
+        self._store_objects(slots)
         old = self._state[:, slots]
         traced = self._traced[slots]
         res = _vector_step(old, feats, self._own_step[slots], bool(traced.any()))
@@ -238,7 +259,7 @@ class VectorDecider:
                 det = dets[slot]
                 assert det is not None
                 _load(det, old[:, i].tolist())  # the state before this frame
-                self._stale[slot] = False
+                self._stale[slot] = False  # (the columns move on below, from the object's step)
                 try:
                     ev = self.step_scalar(slot, [c[j] for c in cols])
                 except Exception as e:  # noqa: BLE001
@@ -251,7 +272,7 @@ class VectorDecider:
     def _grow(self) -> None:
         cap = len(self._detectors)
         self._state = np.concatenate((self._state, np.zeros((N_COLUMNS, cap))), axis=1)
-        for name in ("_stale", "_own_step", "_traced", "finished"):
+        for name in ("_stale", "_unstored", "_own_step", "_traced", "finished"):
             setattr(self, name, np.concatenate((getattr(self, name), np.zeros(cap, dtype=bool))))
         self._detectors += [None] * cap
         self._free = list(range(2 * cap - 1, cap - 1, -1)) + self._free
@@ -399,33 +420,30 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     free1 = loud_m & (f1 >= M.NOTE_FRAC) & (p1 >= M.NOTE_LO_HZ)
     free2 = loud_m & (f2 >= M.NOTE_FRAC) & (p2 >= M.NOTE_LO_HZ)
     sounding = free1 | free2
-    held = np.zeros(len(t), dtype=bool)
-    onset = np.zeros(len(t), dtype=bool)
-    hz = [s[c] for c in NOTE_HZ]
-    fr = [where(sounding, s[c], 0.0) for c in NOTE_FRAMES]  # no free peak: every slot let go
-    miss = [s[c] for c in NOTE_MISS]
-    for k in range(M.NOTE_SLOTS):
-        on = sounding & (fr[k] != 0)
-        m1 = on & free1 & (absolute(p1 - hz[k]) <= M.NOTE_HZ)
-        m2 = on & ~m1 & free2 & (absolute(p2 - hz[k]) <= M.NOTE_HZ)
-        matched = m1 | m2
-        missed = on & ~matched & (miss[k] < M.NOTE_MISS_FRAMES)
-        free1, free2 = free1 & ~m1, free2 & ~m2
-        held |= missed & (fr[k] >= M.NOTE_MIN_FRAMES)
-        fr[k] = where(matched, fr[k] + 1, where(on & ~missed, 0.0, fr[k]))
-        miss[k] = where(missed, miss[k] + 1, where(matched, 0.0, miss[k]))
-        held |= matched & (fr[k] >= M.NOTE_MIN_FRAMES)
-        onset |= matched & (fr[k] == M.NOTE_ONSET_FRAMES)  # a new note, perhaps: the onsets are Python's
+    # As [slot, row] arrays: a slot takes a peak only if no earlier slot took it.
+    hz = s[NOTE_HZ[0] : NOTE_HZ[-1] + 1]
+    fr = where(sounding, s[NOTE_FRAMES[0] : NOTE_FRAMES[-1] + 1], 0.0)  # no free peak: every slot let go
+    miss = s[NOTE_MISS[0] : NOTE_MISS[-1] + 1]
+    on = fr != 0
+    m1 = _first(on & free1 & (absolute(p1 - hz) <= M.NOTE_HZ))
+    m2 = _first(on & ~m1 & free2 & (absolute(p2 - hz) <= M.NOTE_HZ))
+    matched = m1 | m2
+    missed = on & ~matched & (miss < M.NOTE_MISS_FRAMES)
+    fr1 = where(matched, fr + 1, where(on & ~missed, 0.0, fr))
+    held = ((missed & (fr >= M.NOTE_MIN_FRAMES)) | (matched & (fr1 >= M.NOTE_MIN_FRAMES))).any(axis=0)
+    onset = (matched & (fr1 == M.NOTE_ONSET_FRAMES)).any(axis=0)  # a new note, perhaps: the onsets are Python's
+    miss = where(missed, miss + 1, where(matched, 0.0, miss))
+    fr = fr1
+    free1 &= ~m1.any(axis=0)
+    free2 &= ~m2.any(axis=0)
     for free, peak in ((free1, p1), (free2, p2)):  # _start_note: an empty slot, or the shortest note
-        pick = where(fr[0] <= fr[1], 0, 1)
-        pick = where(fr[2] < where(pick == 0, fr[0], fr[1]), 2, pick)
-        for k in range(M.NOTE_SLOTS):
-            sel = free & (pick == k)
-            hz[k] = where(sel, peak, hz[k])
-            fr[k] = where(sel, 1.0, fr[k])
-            miss[k] = where(sel, 0.0, miss[k])
-    for k in range(M.NOTE_SLOTS):
-        new[NOTE_HZ[k]], new[NOTE_FRAMES[k]], new[NOTE_MISS[k]] = hz[k], fr[k], miss[k]
+        sel = free & (_SLOT_INDEX == fr.argmin(axis=0))  # the first of the shortest, as the scalar picks
+        hz = where(sel, peak, hz)
+        fr = where(sel, 1.0, fr)
+        miss = where(sel, 0.0, miss)
+    new[NOTE_HZ[0] : NOTE_HZ[-1] + 1] = hz
+    new[NOTE_FRAMES[0] : NOTE_FRAMES[-1] + 1] = fr
+    new[NOTE_MISS[0] : NOTE_MISS[-1] + 1] = miss
     new[ANY_NOTE] = sounding
     held_count, held_n, held_bits = _slide(s[HELD], s[HELD_N], s[HELD_COUNT], held)
     new[HELD], new[HELD_N], new[HELD_COUNT] = held_bits, held_n, held_count
@@ -508,6 +526,14 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
             [False] * len(t),
         ]
     return _Pass(new, rare, opens & ~rare, closes & ~rare, onset_ms, t, trace)
+
+
+def _first(hits: np.ndarray) -> np.ndarray:
+    """[slot, row] hits -> only each row's first (the scalar loop takes a peak once)."""
+    out = hits.copy()
+    out[1] &= ~hits[0]
+    out[2] &= ~(hits[0] | hits[1])
+    return out
 
 
 def _slide(bits0: np.ndarray, n0: np.ndarray, count0: np.ndarray, flag: np.ndarray) -> tuple[

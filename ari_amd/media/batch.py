@@ -25,7 +25,7 @@ from ari_amd.detect.detector import Detector
 from ari_amd.detect.features import FRAME, SAMPLE_RATE, Features, analyze
 from ari_amd.detect.g711 import G711_TO_FLOAT, decode_g711_frame
 from ari_amd.detect.resample import Decimator
-from ari_amd.detect.vector import VectorDecider
+from ari_amd.detect.vector import MIN_VECTOR_ROWS, VectorDecider
 from ari_amd.detect.verdict import AmdEvent
 from ari_amd.media.heap import keep_heap
 
@@ -167,7 +167,8 @@ class BatchSession:
 class FrameBatch:
     """The calls of one event loop, their frames decided together once per tick."""
 
-    def __init__(self, tick_ms: int = TICK_MS) -> None:
+    def __init__(self, tick_ms: int = TICK_MS, min_vector_rows: int = MIN_VECTOR_ROWS) -> None:
+        """min_vector_rows: calls in a pass from which the vector decision step is used."""
         if tick_ms <= 0:
             raise ValueError("tick_ms must be positive")
         self.tick_ms = tick_ms
@@ -176,7 +177,7 @@ class FrameBatch:
         self.callback_errors = 0
         self.step_errors = 0  # calls whose detector raised: closed, the others unaffected
         self._sessions: set[BatchSession] = set()
-        self._vector = VectorDecider()
+        self._vector = VectorDecider(min_rows=min_vector_rows)
         self._by_slot: dict[int, BatchSession] = {}
         self._depth = 0  # process() within process() (a callback finishing a call)
         self._tick_id = 0

@@ -2,18 +2,23 @@
 
 `Detector.step_features` is scalar Python, 7-12 us a frame: at 1000 calls, 50,000 frames a second,
 more than a core on its own. Most frames change only counters and levels (the VAD's floor, a
-tone run growing, the music windows sliding). Here those are array arithmetic over every call of
-the tick, one frame each, on the calls' state held as columns (struct-of-arrays). The frames
-where something rare happens go to each call's own scalar step instead: an utterance opens or
-closes, a tone run long enough to judge ends, a beep waits for quiet, a fax tone is confirmed,
-ringback, music, or a rule of the state machine falls due. For those the call's state is loaded
-into its Detector, the scalar step runs, and the state is stored back.
+tone run growing, the music windows sliding, an utterance going on, opening or closing). Here
+those are array arithmetic over every call of the pass, one frame each, on the calls' state
+held as columns (struct-of-arrays); Python touches only the utterance list of a call whose
+utterance opened or closed. The frames where something rare happens go to the call's own
+scalar step instead: a tone run long enough to judge ends, a beep waits for quiet, a fax tone
+is confirmed, ringback, music, or a rule of the state machine falls due (about 2% of frames
+on the dev corpus). For those the call's Detector takes in its columns, steps, and its state
+goes back into the columns before the next pass that needs them.
 
 So there is one implementation of the rare paths, and two of the common one. Each column mirrors
 the scalar attribute named beside it, computed in float64 in the scalar code's order of
 operations, so the two agree to the bit; tests/test_detect_vector.py checks every column of
 every call after every frame against a scalar detector fed the same frames. Columns the vector
 pass only reads (a beep pending, the onsets kept) are refreshed from the objects at each store.
+
+A pass has a fixed cost (some 300 numpy operations, ~0.6-0.8 ms here) and then ~1-2 us a row:
+it pays from about a hundred calls in a pass. Figures: docs/ROBUSTNESS.md.
 """
 
 from __future__ import annotations
@@ -71,10 +76,9 @@ STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
 WAITING, SPEECH, GREETING = 0, 1, 2
 
-# Fewer calls than this in a pass, and each one's own scalar step is cheaper: a pass costs
-# ~0.8 ms however few its rows (numpy's fixed cost, some 300 array operations), then ~2 us a row.
+# Fewer calls than this in a pass, and each one's own scalar step is cheaper.
 MIN_VECTOR_ROWS = 96
-_POPCOUNT = np.array([bin(i).count("1") for i in range(1 << SPEECH_CONFIRM_WINDOW)], dtype=np.int64)
+_POPCOUNT = np.array([i.bit_count() for i in range(1 << SPEECH_CONFIRM_WINDOW)], dtype=np.int64)
 _CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 _WINDOW_MASK = (1 << M.WINDOW) - 1
 _OLDEST = M.WINDOW - 1
@@ -89,6 +93,17 @@ _SLOT_INDEX = np.arange(M.NOTE_SLOTS)[:, None]
 Features8 = Sequence[np.ndarray]  # band_db, periodicity, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac
 
 
+class _Trace(NamedTuple):
+    """TraceRow's fields, a list each with a value per row (music is never heard in a vector row)."""
+
+    t_ms: list[int]
+    level_db: list[float]
+    floor_db: list[float]
+    ceiling_db: list[float]
+    speech: list[bool]
+    tone: list[bool]
+
+
 class _Pass(NamedTuple):
     """What one vector pass made of its rows."""
 
@@ -98,7 +113,7 @@ class _Pass(NamedTuple):
     closes: np.ndarray  # rows (not rare) where the utterance closed
     onset_ms: np.ndarray
     t_ms: np.ndarray
-    trace: list[list[object]] | None  # per field of TraceRow, per row (if asked)
+    trace: _Trace | None  # if asked
 
 
 def _opt(x: float) -> float | None:
@@ -251,7 +266,10 @@ class VectorDecider:
             for i in np.flatnonzero(traced & ~res.rare).tolist():
                 det = dets[int(slots[i])]
                 assert det is not None and det.trace is not None
-                det.trace.append(TraceRow(*(field[i] for field in res.trace)))
+                tr = res.trace
+                det.trace.append(
+                    TraceRow(tr.t_ms[i], tr.level_db[i], tr.floor_db[i], tr.ceiling_db[i], tr.speech[i], tr.tone[i], False)
+                )
         if rare_rows:
             cols = [f[rare_rows].tolist() for f in feats]
             for j, i in enumerate(rare_rows):
@@ -259,7 +277,7 @@ class VectorDecider:
                 det = dets[slot]
                 assert det is not None
                 _load(det, old[:, i].tolist())  # the state before this frame
-                self._stale[slot] = False  # (the columns move on below, from the object's step)
+                self._stale[slot] = False  # the object is the newer copy now: stored before the next pass
                 try:
                     ev = self.step_scalar(slot, [c[j] for c in cols])
                 except Exception as e:  # noqa: BLE001
@@ -520,11 +538,10 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     trace = None
     if want_trace:
         floor_out = new[FLOOR]
-        trace = [
+        trace = _Trace(
             t.astype(np.int64).tolist(), band.tolist(), where(np.isnan(floor_out), 0.0, floor_out).tolist(),
             where(np.isnan(new[CEILING]), 0.0, new[CEILING]).tolist(), speech.tolist(), is_tone.tolist(),
-            [False] * len(t),
-        ]
+        )
     return _Pass(new, rare, opens & ~rare, closes & ~rare, onset_ms, t, trace)
 
 

@@ -103,8 +103,12 @@ class BatchSession:
             # Behind a partial frame, or after frames queued later in this tick: decoded, in order.
             self.feed(decode_g711_frame(self.law, payload, FRAME))
             return
-        self._tick, self._level = batch._tick_id, G711
-        batch._queue_g711(self, payload)
+        self._tick = batch._tick_id  # (its level is G711 already: it only rises within a tick)
+        self._level = G711
+        # Queued inline (not through a FrameBatch method): this runs for every packet of every call.
+        batch._g711_frames[self.law].append(payload)
+        batch._g711_owners[self.law].append(self._slot)  # type: ignore[arg-type]  # set while in the batch
+        batch._g711_queued += 1
 
     def feed(self, samples: np.ndarray) -> None:
         """Queue the whole frames of `samples` for the next tick; a partial frame waits for more."""
@@ -301,12 +305,6 @@ class FrameBatch:
         while True:
             await asyncio.sleep(period)
             self.process()
-
-    def _queue_g711(self, session: BatchSession, payload: bytes | None) -> None:
-        assert session.law is not None and session._slot is not None
-        self._g711_frames[session.law].append(payload)
-        self._g711_owners[session.law].append(session._slot)
-        self._g711_queued += 1
 
     def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
         assert session._slot is not None

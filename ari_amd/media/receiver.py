@@ -130,6 +130,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._fast_len = -1
         self._fast_pt = -1
         self._fast_ssrc = b""
+        self._fast_g711: G711Callback | None = None  # on_g711, when the fast path's packets are 20 ms G.711
         if expected_source is not None:
             self.expect_source(*expected_source)
 
@@ -269,7 +270,15 @@ class RtpReceiver(asyncio.DatagramProtocol):
         ):
             s.received += 1
             self.last_packet_at = time.monotonic()
-            self._deliver_one(data[HEADER_LEN:])
+            to_batch = self._fast_g711
+            if to_batch is None:
+                self._deliver_one(data[HEADER_LEN:])
+                return
+            s.delivered += 1  # a 20 ms G.711 payload, straight on undecoded
+            try:
+                to_batch(data[HEADER_LEN:])
+            except Exception:
+                self._callback_failed()
             return
         if self._closed:
             s.dropped_after_close += 1
@@ -322,6 +331,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._fast_len = len(data)
             self._fast_pt = packet.payload_type
             self._fast_ssrc = data[8:12]
+            self._fast_g711 = self.on_g711 if len(payload) == G711_FRAME_BYTES else None
         else:
             self._fast_len = -1
 
@@ -364,7 +374,10 @@ class RtpReceiver(asyncio.DatagramProtocol):
                 self._frame_samples = len(samples)
                 self.on_audio(samples, self.format.sample_rate)
         except Exception:
-            self._stats.callback_errors += 1
-            n = self._stats.callback_errors
-            if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th...: visible, never a flood
-                self._log.exception("rtp_on_audio_failed", count=n)
+            self._callback_failed()
+
+    def _callback_failed(self) -> None:
+        self._stats.callback_errors += 1
+        n = self._stats.callback_errors
+        if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th...: visible, never a flood
+            self._log.exception("rtp_on_audio_failed", count=n)

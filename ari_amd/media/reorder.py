@@ -48,8 +48,9 @@ class ReorderBuffer(Generic[T]):
         self._next: int | None = None  # the sequence number to deliver next
         self._highest = 0  # the highest sequence number buffered so far
         self._pending: dict[int, T] = {}
+        # Looked through only for a packet behind the next one (rare): a scan of 64 beats keeping
+        # a set beside it on every packet.
         self._recent: deque[int] = deque(maxlen=DUPLICATE_HISTORY)
-        self._recent_set: set[int] = set()
         self._probe: tuple[int, T] | None = None  # a packet after a big jump, awaiting its successor
 
     @property
@@ -64,7 +65,7 @@ class ReorderBuffer(Generic[T]):
             return self._jump(seq, item, behind=d < 0)
         self._probe = None
         if d < 0:
-            if seq in self._recent_set:
+            if seq in self._recent:
                 self.stats.duplicates += 1
             else:
                 self.stats.late += 1
@@ -87,7 +88,7 @@ class ReorderBuffer(Generic[T]):
             return False
         self._highest = seq
         self._next = (seq + 1) & 0xFFFF
-        self._remember(seq)
+        self._recent.append(seq)
         return True
 
     def flush(self) -> list[tuple[int, T | None]]:
@@ -100,7 +101,6 @@ class ReorderBuffer(Generic[T]):
         self._next = None
         self._probe = None
         self._recent.clear()
-        self._recent_set.clear()
         return out
 
     def _jump(self, seq: int, item: T, behind: bool) -> list[tuple[int, T | None]]:
@@ -112,7 +112,7 @@ class ReorderBuffer(Generic[T]):
             out += self.push(probe_seq, probe_item)
             out += self.push(seq, item)
             return out
-        if behind and seq in self._recent_set:
+        if behind and seq in self._recent:
             self.stats.duplicates += 1
             return []
         self._probe = (seq, item)
@@ -127,7 +127,7 @@ class ReorderBuffer(Generic[T]):
             assert nxt is not None
             if nxt in self._pending:
                 out.append((nxt, self._pending.pop(nxt)))
-                self._remember(nxt)
+                self._recent.append(nxt)
             elif force or seq_diff(self._highest, nxt) >= self.window:
                 out.append((nxt, None))
                 self.stats.lost += 1
@@ -135,9 +135,3 @@ class ReorderBuffer(Generic[T]):
                 break
             self._next = seq_add(nxt, 1)
         return out
-
-    def _remember(self, seq: int) -> None:
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_set.discard(self._recent[0])
-        self._recent.append(seq)
-        self._recent_set.add(seq)

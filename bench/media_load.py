@@ -78,7 +78,7 @@ PACKET_S = 0.020
 PHASES = 20  # calls spread over 1 ms steps of the 20 ms cycle, as independent calls are
 START_DELAY_S = 1.0  # from forking the sender to the first packet: it builds its streams first
 DRAIN_S = 0.3  # after the last packet, for what is still in the sockets
-BREAKDOWN_STREAMS = 200
+BREAKDOWN_STREAMS = 1000  # the decision step is vectorised over calls: measured where that matters
 PIN_ENV = "MEDIA_LOAD_PIN"  # "0": let the scheduler place receiver and sender (a machine others share)
 LAG_BINS_MS = 2000  # lag histogram resolution 0.1 ms up to 200 ms; beyond is clipped into the last bin
 MODES = (AmdParams(), AmdParams(mode=Mode.DETECT_MESSAGE_END))

@@ -1,9 +1,9 @@
 """Shared pieces of the end-to-end tests that run ari-amd against the real lab (scripts/lab).
 
 Each test process runs its own SIPp callee on SIP ports 4900-4995 (eight by pid, in turn; media
-ports then 9600-9980 by scripts/lab's rule, clear of the other lab tests' callees and of Asterisk's
-RTP range) and its own ARI application name, so concurrent runs and a live `ari-amd serve` on
-the same Asterisk are left alone.
+ports then 9600-9980 by scripts/lab's rule, clear of tests/test_ari_client.py's callees and of
+Asterisk's RTP range) and its own ARI application name, so concurrent runs and a live
+`ari-amd serve` on the same Asterisk are left alone. Every lab test takes its callee from here.
 """
 
 from __future__ import annotations

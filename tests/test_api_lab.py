@@ -29,7 +29,8 @@ from ari_amd.calls.engine import CallEngine
 from ari_amd.calls.outbox import IDEMPOTENCY_HEADER, Outbox
 from ari_amd.synth.scenes import make_clip
 from tests.test_api_fakes import Receiver, free_port
-from tests.test_lab import CALLEE_PORT, callee, lab, lab_up, wait_callee_exit, write_ulaw_wav  # noqa: F401
+from tests.labkit import callee, callee_port, stop_callee
+from tests.test_lab import lab, lab_up, wait_callee_exit, write_ulaw_wav  # noqa: F401
 
 pytestmark = pytest.mark.lab
 
@@ -52,7 +53,7 @@ class Live:
     clips: Path
 
     def to(self, name: str) -> str:
-        return f"sip:{name}@127.0.0.1:{CALLEE_PORT}"
+        return f"sip:{name}@127.0.0.1:{callee_port()}"
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ async def live(lab_up: None, tmp_path: Path) -> AsyncIterator[Live]:
         await engine.close()
         await outbox.close()
         await receiver.stop()
-        lab("callee", "--stop", "--port", str(CALLEE_PORT), "--quiet")
+        stop_callee()
 
 
 def client(live: Live, monkeypatch: pytest.MonkeyPatch) -> Client:

@@ -37,14 +37,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.labkit import callee, callee_port, endpoint, stop_callee
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / "scripts" / "lab"
 ARI = "http://127.0.0.1:8088/ari"
 USER = PASSWORD = "ari-amd"
-CALLEE_PORT = 5500 + os.getpid() % 400  # tests/test_ari_client.py takes 5100-5499
-CALLEE_MEDIA_PORT = 6000 + 4 * (CALLEE_PORT % 1000)  # scripts/lab's rule: SIPp sends RTP from it
 RATE = 8000
 FRAME = 160  # 20 ms of 8 kHz mu-law
 
@@ -70,18 +70,13 @@ def lab_up() -> None:
         pytest.skip(f"scripts/lab up failed (exit {r.returncode}): {(r.stdout + r.stderr).strip()}")
 
 
-def callee(*args: str) -> None:
-    r = lab("callee", *args, "--port", str(CALLEE_PORT), "--quiet")
-    assert r.returncode == 0, f"scripts/lab callee {' '.join(args)} failed: {r.stdout}{r.stderr}"
+def callee_media_port() -> int:
+    """Where the current callee's SIPp sends its RTP from (scripts/lab's rule)."""
+    return 6000 + 4 * (callee_port() % 1000)
 
 
 def callee_running() -> bool:
-    return f"127.0.0.1:{CALLEE_PORT} " in lab("status").stdout
-
-
-def endpoint(name: str) -> str:
-    """Endpoint `sipp` with the Request-URI sip:<name>@our callee (PJSIP/<name>@sipp on 5070)."""
-    return f"PJSIP/sipp/sip:{name}@127.0.0.1:{CALLEE_PORT}"
+    return f"127.0.0.1:{callee_port()} " in lab("status").stdout
 
 
 _ULAW_TABLE: np.ndarray | None = None
@@ -254,7 +249,7 @@ async def ari(lab_up: None) -> AsyncIterator[Ari]:
             yield client
         finally:
             await client.close()
-            lab("callee", "--stop", "--port", str(CALLEE_PORT), "--quiet")
+            stop_callee()
 
 
 async def assert_nothing_left(ari: Ari, channel_ids: set[str], bridge_ids: set[str]) -> None:
@@ -328,8 +323,8 @@ async def test_lab_call_streams_the_clip_from_its_first_sample_and_leaves_nothin
     loop = asyncio.get_running_loop()
     transport, sink = await loop.create_datagram_endpoint(RtpSink, local_addr=("127.0.0.1", 0))
     sink_port = transport.get_extra_info("sockname")[1]
-    sniffer = LoopbackSniffer(CALLEE_MEDIA_PORT)
     callee(str(wav), "--count", "1", "--delay", str(delay_ms), "--max-time", "30")
+    sniffer = LoopbackSniffer(callee_media_port())
     tag = uuid.uuid4().hex[:8]
     call_id, snoop_id, em_id, bridge_id = (f"labtest-{tag}-{k}" for k in ("call", "snoop", "em", "br"))
     try:
@@ -416,8 +411,8 @@ async def test_lab_callee_dir_gives_each_concurrent_call_its_own_clip(ari: Ari, 
         name = f"clip-{i:02d}"
         x = 0.3 * np.sin(2 * np.pi * (300 + 60 * i) * np.arange(RATE) / RATE) + rng.normal(0, 0.05, RATE)
         clips[name] = write_ulaw_wav(folder / f"{name}.wav", np.clip(x, -1, 1))
-    sniffer = LoopbackSniffer(CALLEE_MEDIA_PORT)
     callee("--dir", str(folder), "--count", str(n + 1), "--max-time", "30")
+    sniffer = LoopbackSniffer(callee_media_port())
     tag = uuid.uuid4().hex[:8]
     ids = {name: f"labtest-{tag}-{name}" for name in clips}
     try:

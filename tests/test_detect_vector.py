@@ -214,3 +214,14 @@ def test_a_detector_subclass_is_stepped_by_its_own_step_inside_a_vector_pass() -
     mine.finish()
     assert len(calls) == mine.detector.time_ms // 20 > 0
     assert mine.detector.verdicts == classify(samples)
+
+
+def test_an_idle_tick_frees_the_slots_of_calls_that_left() -> None:
+    batch = FrameBatch()
+    sessions = [batch.add() for _ in range(3)]
+    for s in sessions:
+        s.close()
+    assert len(batch._vector) == 0 and len(batch._by_slot) == 3  # retired, not yet free
+    assert batch.process() == 0
+    assert batch._by_slot == {}  # nothing queued could name them: free, and the sessions let go
+    assert batch.add()._slot in range(3)  # one of theirs, handed out again

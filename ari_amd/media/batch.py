@@ -223,6 +223,7 @@ class FrameBatch:
         """Decide every queued frame: features in blocks, then each call's step, in order."""
         n = self.queued
         if not n:
+            self._release()
             return 0
         g711, g711_owners = self._g711_frames, self._g711_owners
         ints, int_owners = self._int_frames, self._int_owners
@@ -249,11 +250,16 @@ class FrameBatch:
             self._decide(blocks)
         finally:
             self._depth -= 1
-        if not self._depth:
-            for slot in self._vector.release():  # no frame queued from now on can name these
-                del self._by_slot[slot]
+        self._release()
         self.frames_processed += n
         return n
+
+    def _release(self) -> None:
+        """Slots of calls that left are free once no queued frame can name them: after a tick
+        (not inside one: a callback may finish a call while later passes still hold its rows)."""
+        if not self._depth:
+            for slot in self._vector.release():
+                del self._by_slot[slot]
 
     def _decide(self, blocks: list[tuple[np.ndarray, list[int]]]) -> None:
         """Features block by block (a few hundred rows stay in cache), then one decision step

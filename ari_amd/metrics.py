@@ -8,6 +8,7 @@ with "Duplicated timeseries", and /metrics shows only ari-amd's own series.
     metrics.calls_in_flight.inc()
     record_verdict(metrics, "human", "Enable", 3140)
     record_receiver_stats(metrics, receiver.stats)         # once, at the call's end
+    FrameBatch(on_tick=lambda *tick: record_tick(metrics, *tick))  # every detector tick
     body, content_type = render(metrics, request.headers.get("Accept", ""))  # /metrics
 """
 
@@ -43,6 +44,10 @@ DROP_REASONS: dict[str, str] = {
     "late": "late",
     "out_of_range": "out_of_range",
 }
+# One detector tick's work, in seconds: under a millisecond for a few calls; near the tick
+# (10 ms) and beyond, the media process is saturated and frames start to wait.
+BATCH_TICK_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
+BATCH_STEPS = ("vector", "scalar")
 # What one callback (webhook) attempt can come to; pre-created so a rate() has a series from the start.
 CALLBACK_OUTCOMES = ("delivered", "http_error", "network_error", "timeout", "refused", "gave_up")
 
@@ -59,6 +64,8 @@ class Metrics:
     callback_backlog: Gauge  # callbacks in the outbox not yet delivered
     ari_reconnects: Counter
     calls_in_flight: Gauge
+    batch_tick_seconds: Histogram  # wall time of a detector tick's work
+    batch_frames: Counter  # step: frames decided in the vector pass, or by a call's own scalar step
 
 
 def create_metrics(namespace: str = NAMESPACE) -> Metrics:
@@ -102,6 +109,14 @@ def create_metrics(namespace: str = NAMESPACE) -> Metrics:
             "calls_in_flight", "Calls being set up, detected or delivered",
             namespace=namespace, registry=registry,
         ),
+        batch_tick_seconds=Histogram(
+            "batch_tick_seconds", "Wall time of one detector tick's work (every call's queued frames), s",
+            namespace=namespace, registry=registry, buckets=BATCH_TICK_BUCKETS_S,
+        ),
+        batch_frames=Counter(
+            "batch_frames", "Frames decided by the detector batch, by step (the vector pass, or a call's own)",
+            ["step"], namespace=namespace, registry=registry,
+        ),
     )  # fmt: skip
     for answered_by in AnsweredBy:
         m.time_to_verdict.labels(answered_by.value)
@@ -111,6 +126,8 @@ def create_metrics(namespace: str = NAMESPACE) -> Metrics:
         m.rtp_packets_dropped.labels(reason)
     for outcome in CALLBACK_OUTCOMES:
         m.callback_attempts.labels(outcome)
+    for step in BATCH_STEPS:
+        m.batch_frames.labels(step)
     return m
 
 
@@ -141,6 +158,15 @@ def record_receiver_stats(metrics: Metrics, stats: ReceiverStats, previous: Rece
     for field, reason in DROP_REASONS.items():
         if n := grew(field):
             metrics.rtp_packets_dropped.labels(reason).inc(n)
+
+
+def record_tick(metrics: Metrics, seconds: float, vector_frames: int, scalar_frames: int) -> None:
+    """One detector tick (FrameBatch's on_tick): its wall time, and the frames each step decided."""
+    metrics.batch_tick_seconds.observe(max(0.0, seconds))
+    if vector_frames:
+        metrics.batch_frames.labels("vector").inc(vector_frames)
+    if scalar_frames:
+        metrics.batch_frames.labels("scalar").inc(scalar_frames)
 
 
 def render(metrics: Metrics, accept: str = "") -> tuple[bytes, str]:

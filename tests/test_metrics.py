@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import numpy as np
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from ari_amd.detect import AnsweredBy, Mode
+from ari_amd.detect.features import FRAME
 from ari_amd.media import ReceiverStats
+from ari_amd.media.batch import FrameBatch
 from ari_amd.metrics import (
     CALLBACK_OUTCOMES,
     DROP_REASONS,
     TIME_TO_VERDICT_BUCKETS_MS,
     create_metrics,
     record_receiver_stats,
+    record_tick,
     record_verdict,
     render,
 )
@@ -112,7 +118,7 @@ def test_render_is_prometheus_text_with_every_family() -> None:
     assert set(families) >= {
         "ari_amd_calls", "ari_amd_time_to_verdict_ms", "ari_amd_rtp_packets_received", "ari_amd_rtp_packets_lost",
         "ari_amd_rtp_packets_dropped", "ari_amd_callback_attempts", "ari_amd_callback_backlog",
-        "ari_amd_ari_reconnects", "ari_amd_calls_in_flight",
+        "ari_amd_ari_reconnects", "ari_amd_calls_in_flight", "ari_amd_batch_tick_seconds", "ari_amd_batch_frames",
     }  # fmt: skip
     assert families["ari_amd_time_to_verdict_ms"].type == "histogram"
     assert families["ari_amd_calls_in_flight"].type == "gauge"
@@ -124,3 +130,48 @@ def test_an_openmetrics_scraper_gets_openmetrics() -> None:
     body, content_type = render(m, "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5")
     assert content_type.startswith("application/openmetrics-text")
     assert body.decode().rstrip().endswith("# EOF")
+
+
+def test_a_tick_records_its_time_and_the_frames_each_step_decided() -> None:
+    m = create_metrics()
+    assert value(m, "ari_amd_batch_frames_total", step="vector") == 0
+    record_tick(m, 0.003, 120, 4)
+    record_tick(m, 0.0004, 0, 2)
+    assert value(m, "ari_amd_batch_frames_total", step="vector") == 120
+    assert value(m, "ari_amd_batch_frames_total", step="scalar") == 6
+    assert value(m, "ari_amd_batch_tick_seconds_count") == 2
+    assert value(m, "ari_amd_batch_tick_seconds_bucket", le="0.0005") == 1
+    assert value(m, "ari_amd_batch_tick_seconds_bucket", le="0.005") == 2
+
+
+async def test_the_running_batch_reports_every_busy_tick_and_survives_a_failing_hook() -> None:
+    m = create_metrics()
+    calls: list[tuple[float, int, int]] = []
+
+    def on_tick(seconds: float, vector: int, scalar: int) -> None:
+        calls.append((seconds, vector, scalar))
+        record_tick(m, seconds, vector, scalar)
+        if len(calls) == 1:
+            raise RuntimeError("a broken metrics hook")
+
+    batch = FrameBatch(tick_ms=5, min_vector_rows=4, on_tick=on_tick)
+    sessions = [batch.add() for _ in range(6)]
+    noise = (np.random.default_rng(1).normal(0, 2000, FRAME * 10)).astype(np.int16)
+    ticker = asyncio.create_task(batch.run())
+    try:
+        for k in range(10):
+            for s in sessions:
+                s(noise[k * FRAME : (k + 1) * FRAME], 8000)
+            await asyncio.sleep(0.012)
+        for _ in range(200):  # the last frames' tick, however slow the machine
+            if not batch.queued:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)  # and its hook
+    finally:
+        ticker.cancel()
+    decided = sum(v + c for _, v, c in calls)
+    assert len(calls) >= 2 and decided == batch.frames_processed == 60  # every frame, in busy ticks only
+    assert all(seconds > 0 for seconds, _, _ in calls) and batch.callback_errors == 1
+    assert value(m, "ari_amd_batch_frames_total", step="vector") + value(m, "ari_amd_batch_frames_total",
+                                                                          step="scalar") == decided

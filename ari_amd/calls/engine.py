@@ -41,7 +41,7 @@ from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
 from ari_amd.media.batch import FrameBatch
-from ari_amd.metrics import Metrics, create_metrics
+from ari_amd.metrics import Metrics, create_metrics, record_tick
 
 CALL_ARG = "ari-amd-call"  # appArgs of channels we originate
 READY_TIMEOUT_S = 10.0
@@ -80,7 +80,7 @@ class CallEngine:
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
         self.sender: Sender = sender or DirectSender(UrlPolicy(s.callbacks_allow, s.callbacks_deny), s.callbacks_timeout_s)
         self.metrics = metrics or create_metrics()
-        self.batch = FrameBatch()
+        self.batch = FrameBatch(on_tick=lambda *tick: record_tick(self.metrics, *tick))
         self._batch_task: asyncio.Task[None] | None = None
         self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
                                s.detection_record_dir, self.metrics, self.batch)

@@ -16,6 +16,7 @@ goes, is in docs/ROBUSTNESS.md (bench/media_load.py).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -39,6 +40,7 @@ INT_SCALE = 32768.0  # int16 full scale, as Detector.feed scales
 G711, INT16, FLOAT = 0, 1, 2
 
 EventCallback = Callable[["BatchSession", list[AmdEvent]], None]
+TickCallback = Callable[[float, int, int], None]  # seconds of work, frames by the vector and the scalar step
 
 log = structlog.get_logger(__name__)
 
@@ -171,11 +173,15 @@ class BatchSession:
 class FrameBatch:
     """The calls of one event loop, their frames decided together once per tick."""
 
-    def __init__(self, tick_ms: int = TICK_MS, min_vector_rows: int = MIN_VECTOR_ROWS) -> None:
-        """min_vector_rows: calls in a pass from which the vector decision step is used."""
+    def __init__(
+        self, tick_ms: int = TICK_MS, min_vector_rows: int = MIN_VECTOR_ROWS, on_tick: TickCallback | None = None
+    ) -> None:
+        """min_vector_rows: calls in a pass from which the vector decision step is used.
+        on_tick: after each tick of run() that had work (the service's metrics)."""
         if tick_ms <= 0:
             raise ValueError("tick_ms must be positive")
         self.tick_ms = tick_ms
+        self.on_tick = on_tick
         self.frames_processed = 0
         self.ticks = 0
         self.callback_errors = 0
@@ -308,9 +314,17 @@ class FrameBatch:
         """Tick until cancelled (one task per event loop)."""
         keep_heap()  # this process decides calls: keep its temporaries' pages between ticks
         period = self.tick_ms / 1000
+        vector = self._vector
         while True:
             await asyncio.sleep(period)
-            self.process()
+            t0 = time.perf_counter()
+            v0, s0 = vector.vector_rows, vector.scalar_rows
+            if self.process() and self.on_tick is not None:
+                try:
+                    self.on_tick(time.perf_counter() - t0, vector.vector_rows - v0, vector.scalar_rows - s0)
+                except Exception:
+                    self.callback_errors += 1  # the metrics, not the calls: the ticker goes on
+                    log.exception("batch_on_tick_failed")
 
     def _queue_int(self, session: BatchSession, frame: np.ndarray) -> None:
         assert session._slot is not None

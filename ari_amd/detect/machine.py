@@ -33,7 +33,7 @@ from ari_amd.detect.verdict import AmdEvent, AnsweredBy, EventKind, Rule, Segmen
 SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an utterance
 SPEECH_CONFIRM_WINDOW = 8  # frames (160 ms)
 RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR speech flickers
-_CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
+CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 # Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
 # before a beep that comes 1.5-8 s later. We wait this much more for the beep.
 BEEP_GRACE_MS = 2_500
@@ -246,7 +246,7 @@ class AmdStateMachine:
 
     def _confirm(self, speech: bool) -> bool:
         self._streak = self._streak + 1 if speech else 0
-        self._recent = ((self._recent << 1) | speech) & _CONFIRM_MASK
+        self._recent = ((self._recent << 1) | speech) & CONFIRM_MASK
         if not speech:
             return False
         state = self.state

@@ -28,9 +28,10 @@ from collections import deque
 STEADY_HZ = 8.0  # a peak within this of one 20-40 ms earlier is the same note
 STEADY_FRAC = 0.25  # and must hold this share of the band
 WINDOW = 50  # frames (1 s)
-_WINDOW_MASK = (1 << WINDOW) - 1  # windows are bitmasks, the newest frame in bit 0
-_OLDEST = WINDOW - 1
+WINDOW_MASK = (1 << WINDOW) - 1  # windows are bitmasks, the newest frame in bit 0
+OLDEST = WINDOW - 1
 MUSIC_SHARE = 0.6
+MUSIC_COUNT = MUSIC_SHARE * WINDOW  # steady frames in a full window
 ABOVE_FLOOR_DB = 3.0
 MUSIC_SPANS = 8  # recent stretches of music remembered, for vetoing beeps
 
@@ -44,6 +45,7 @@ NOTE_MIN_FRAMES = 6  # 120 ms at one pitch is a held note...
 NOTE_ONSET_FRAMES = 10  # ...and it counts as begun once held 200 ms: few vowels hold a pitch that long
 NEW_NOTE_HZ = 36.0  # a note this far from every other in the window is a new one
 NOTE_SHARE = 0.2  # share of a 1 s window in held notes
+NOTE_COUNT = NOTE_SHARE * WINDOW
 NOTE_ONSETS = 3  # distinct notes begun within NOTE_ONSETS_MS...
 NOTE_ONSETS_MS = 2_500
 NOTE_ONSET_GAP_MS = 100  # ...not all within this of each other
@@ -109,12 +111,12 @@ class MusicTracker:
         )
         self._prev = (peak_hz, peak2_hz, p[0], p[1]) if p is not None else (peak_hz, peak2_hz, -1e9, -1e9)
         if self._steady_n == WINDOW:
-            self._count -= (self._steady >> _OLDEST) & 1
+            self._count -= (self._steady >> OLDEST) & 1
         else:
             self._steady_n += 1
-        self._steady = ((self._steady << 1) | steady) & _WINDOW_MASK
+        self._steady = ((self._steady << 1) | steady) & WINDOW_MASK
         self._count += steady
-        music = self._steady_n == WINDOW and self._count >= MUSIC_SHARE * WINDOW
+        music = self._steady_n == WINDOW and self._count >= MUSIC_COUNT
         if level_db is not None and floor_db is not None:
             quiet = self._quiet_db = floor_db if self._quiet_db is None else min(self._quiet_db, floor_db)
             loud = level_db - quiet >= ABOVE_QUIET_DB
@@ -171,15 +173,15 @@ class MusicTracker:
             if free2:
                 self._start_note(hz2)
         if self._held_n == WINDOW:
-            self._held_count -= (self._held >> _OLDEST) & 1
+            self._held_count -= (self._held >> OLDEST) & 1
         else:
             self._held_n += 1
-        self._held = ((self._held << 1) | held) & _WINDOW_MASK
+        self._held = ((self._held << 1) | held) & WINDOW_MASK
         self._held_count += held
         onsets = self._onsets
         while onsets and t_ms - onsets[0][0] > NOTE_ONSETS_MS:
             onsets.popleft()
-        if self._held_count < NOTE_SHARE * WINDOW or len(onsets) < NOTE_ONSETS:
+        if self._held_count < NOTE_COUNT or len(onsets) < NOTE_ONSETS:
             return False
         # Notes that all began together are one sound (a beep and its harmonic, a dual tone).
         return onsets[-1][0] - onsets[0][0] >= NOTE_ONSET_GAP_MS

@@ -48,6 +48,7 @@ FAX_ANS_TOL_HZ = 40.0
 FAX_ANS_MS = 400  # V.25 answer tone lasts 2.6-4 s; a beep this pitch is rare before any speech
 V21_MARK_HZ, V21_SPACE_HZ = 1_650.0, 1_850.0
 V21_TOL_HZ = 60.0
+V21_LO_HZ, V21_HI_HZ = V21_MARK_HZ - V21_TOL_HZ, V21_SPACE_HZ + V21_TOL_HZ  # where its peak may be
 V21_MS = 200
 V21_BAND_SHARE = 0.75
 V21_MIN_HOP_HZ = 80.0
@@ -202,7 +203,7 @@ class ToneTracker:
             self._fax_ms = 0
         # V.21 FSK keeps its power in 1650-1850 Hz and its peak hops between mark and
         # space; a beep there would hold one pitch.
-        fsk = loud and fsk_frac >= V21_BAND_SHARE and V21_MARK_HZ - V21_TOL_HZ <= peak_hz <= V21_SPACE_HZ + V21_TOL_HZ
+        fsk = loud and fsk_frac >= V21_BAND_SHARE and V21_LO_HZ <= peak_hz <= V21_HI_HZ
         if fsk:
             self._v21_ms += FRAME_MS
             self._v21_lo, self._v21_hi = min(self._v21_lo, peak_hz), max(self._v21_hi, peak_hz)

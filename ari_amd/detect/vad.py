@@ -28,6 +28,8 @@ STEP_UNVOICED_DB = 1.0  # median-tracker step for frames that cannot be a voice
 STEP_VOICED_DB = 0.05  # and for frames that could (babble, or our talker)
 CEILING_Q = 0.85  # the background's loud end: babble's peaks, street noise's steps
 CEILING_STEP_DB = 1.0
+CEILING_UP_DB = CEILING_STEP_DB * CEILING_Q  # a median-style tracker of the 85th percentile
+CEILING_DOWN_DB = -CEILING_STEP_DB * (1.0 - CEILING_Q)
 CEILING_HOLD = 15  # frames (300 ms) after speech before it learns again
 CEILING_START_DB = 5.0  # a voice must clear the background's loud end by this much
 CEILING_CONTINUE_DB = 0.0
@@ -108,8 +110,7 @@ class VoiceActivity:
             return ceiling
         if periodicity >= VOICED_STRONG and above > START_STRONG_DB:
             return ceiling  # could be our talker held back by this very gate: don't learn it
-        step = CEILING_STEP_DB
-        ceiling += step * CEILING_Q if level_db > ceiling else -step * (1.0 - CEILING_Q)
+        ceiling += CEILING_UP_DB if level_db > ceiling else CEILING_DOWN_DB
         self.ceiling_db = ceiling
         return ceiling
 

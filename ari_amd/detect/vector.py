@@ -37,6 +37,7 @@ from ari_amd.detect.features import DEAD_DB, FRAME_MS
 from ari_amd.detect.machine import (
     BEEP_GRACE_MS,
     CALL_PROGRESS_MS,
+    CONFIRM_MASK,
     GREETING_HOLD_SILENCE_MS,
     RESUME_CONFIRM_FRAMES,
     SPEECH_CONFIRM_FRAMES,
@@ -79,15 +80,6 @@ WAITING, SPEECH, GREETING = 0, 1, 2
 # Fewer calls than this in a pass, and each one's own scalar step is cheaper.
 MIN_VECTOR_ROWS = 96
 _POPCOUNT = np.array([i.bit_count() for i in range(1 << SPEECH_CONFIRM_WINDOW)], dtype=np.int64)
-_CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
-_WINDOW_MASK = (1 << M.WINDOW) - 1
-_OLDEST = M.WINDOW - 1
-_CEILING_UP = V.CEILING_STEP_DB * V.CEILING_Q  # the scalar step's own expressions, for the same bits
-_CEILING_DOWN = -V.CEILING_STEP_DB * (1.0 - V.CEILING_Q)
-_V21_LO_HZ = T.V21_MARK_HZ - T.V21_TOL_HZ
-_V21_HI_HZ = T.V21_SPACE_HZ + T.V21_TOL_HZ
-_MUSIC_COUNT = M.MUSIC_SHARE * M.WINDOW
-_NOTE_COUNT = M.NOTE_SHARE * M.WINDOW
 _SLOT_INDEX = np.arange(M.NOTE_SLOTS)[:, None]
 
 Features8 = Sequence[np.ndarray]  # band_db, periodicity, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac
@@ -328,7 +320,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
         fax_ms0 + FRAME_MS,
         where((fax_ms0 != 0) & ~tonal, maximum(0.0, fax_ms0 - FRAME_MS // 2), 0.0),
     )
-    fsk_on = loud & (fsk >= T.V21_BAND_SHARE) & (p1 >= _V21_LO_HZ) & (p1 <= _V21_HI_HZ)
+    fsk_on = loud & (fsk >= T.V21_BAND_SHARE) & (p1 >= T.V21_LO_HZ) & (p1 <= T.V21_HI_HZ)
     v21_ms0 = s[V21_MS]
     v21_ms = where(fsk_on, v21_ms0 + FRAME_MS, 0.0)
     v21_lo = where(fsk_on, minimum(s[V21_LO], p1), where(v21_ms0 != 0, 1e9, s[V21_LO]))
@@ -395,7 +387,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     ceil0 = s[CEILING]
     ceil_known = ~np.isnan(ceil0)
     learn = ceil_known & (since0 > V.CEILING_HOLD) & ~((per >= V.VOICED_STRONG) & (above > V.START_STRONG_DB))
-    ceiling = where(~ceil_known, band, where(learn, ceil0 + where(band > ceil0, _CEILING_UP, _CEILING_DOWN), ceil0))
+    ceiling = where(~ceil_known, band, where(learn, ceil0 + where(band > ceil0, V.CEILING_UP_DB, V.CEILING_DOWN_DB), ceil0))
     gate = ceiling + V.CEILING_START_DB - base
     cont = maximum(V.CONTINUE_DB, ceiling + V.CEILING_CONTINUE_DB - base)
     since_in = where((above > cont) & (per >= V.VOICED_CONTINUE), 0.0, since0 + 1)
@@ -429,7 +421,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     new[PREV2], new[PREV3] = where(prev_ok, P0, -1e9), where(prev_ok, P1, -1e9)
     count, steady_n, bits = _slide(s[STEADY], s[STEADY_N], s[COUNT], steady)
     new[STEADY], new[STEADY_N], new[COUNT] = bits, steady_n, count
-    music = (steady_n == M.WINDOW) & (count >= _MUSIC_COUNT)
+    music = (steady_n == M.WINDOW) & (count >= M.MUSIC_COUNT)
     q0 = s[QUIET]
     quiet = where(np.isnan(q0), floor, minimum(q0, floor))
     new[QUIET] = quiet
@@ -466,7 +458,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     held_count, held_n, held_bits = _slide(s[HELD], s[HELD_N], s[HELD_COUNT], held)
     new[HELD], new[HELD_N], new[HELD_COUNT] = held_bits, held_n, held_count
     # Held notes are music only with three onsets kept: the scalar step judges those frames.
-    notes_maybe = (held_count >= _NOTE_COUNT) & (s[ONSETS] >= M.NOTE_ONSETS)
+    notes_maybe = (held_count >= M.NOTE_COUNT) & (s[ONSETS] >= M.NOTE_ONSETS)
     new[NOTES] = 0.0
     # _drone_step
     d0, d1, d2, d3, d4, d5 = (s[c] for c in DRONE)
@@ -495,7 +487,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     rise_at = where(speech & (streak0 == 0), rise_obs, s[RISE_AT])
     streak = where(speech, streak0 + 1, 0.0)
     new[RISE_AT], new[STREAK] = rise_at, streak
-    recent = ((s[RECENT].astype(np.int64) << 1) | speech) & _CONFIRM_MASK
+    recent = ((s[RECENT].astype(np.int64) << 1) | speech) & CONFIRM_MASK
     new[RECENT] = recent
     need = where((state == SPEECH) | (state == GREETING), RESUME_CONFIRM_FRAMES, SPEECH_CONFIRM_FRAMES)
     confirmed = speech & (_POPCOUNT[recent] >= need)
@@ -559,8 +551,8 @@ def _slide(bits0: np.ndarray, n0: np.ndarray, count0: np.ndarray, flag: np.ndarr
     """A WINDOW-frame window as a bitmask: the newest flag in, the oldest out once full."""
     bits = bits0.astype(np.int64)
     full = n0 == M.WINDOW
-    count = count0 - np.where(full, (bits >> _OLDEST) & 1, 0) + flag
-    return count, np.where(full, n0, n0 + 1), ((bits << 1) | flag) & _WINDOW_MASK
+    count = count0 - np.where(full, (bits >> M.OLDEST) & 1, 0) + flag
+    return count, np.where(full, n0, n0 + 1), ((bits << 1) | flag) & M.WINDOW_MASK
 
 
 def _store(det: Detector) -> list[float]:

@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from ari_amd.media import build_packet
+from ari_amd.media.batch import occurrence_rank
 
 VLEN = 1024  # datagrams per recvmmsg call
 SLOT = 256  # bytes of buffer per datagram (an RTP packet of 20 ms G.711 is 172)
@@ -116,12 +117,7 @@ def main() -> int:
             port = (names[:n, 2].astype(np.int64) << 8) | names[:n, 3]
             seq = (b[:, 2].astype(np.int64) << 8) | b[:, 3]
             # A call may have several packets in one read: the k-th of them is due at next + k.
-            order = np.argsort(port, kind="stable")
-            ranked = port[order]
-            first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-            rank = np.empty(n, np.int64)
-            rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
-            due = (next_seq[port] + rank) & 0xFFFF
+            due = (next_seq[port] + occurrence_rank(port)) & 0xFFFF
             ok = (msgs["len"][:n] == PACKET) & (b[:, 0] == 0x80) & ((b[:, 1] & 0x7F) == 0) & (seq == due)
             # The last of each call's run (this sender's numbers never wrap: under 65536 a call).
             np.maximum.at(next_seq, port[ok], seq[ok] + 1)

@@ -12,7 +12,7 @@ from ari_amd.detect.detector import Detector, classify
 from ari_amd.detect.features import FRAME, analyze
 from ari_amd.detect.g711 import ALAW_TO_LINEAR, decode_alaw, decode_ulaw, encode_ulaw
 from ari_amd.detect.verdict import AmdEvent, AnsweredBy
-from ari_amd.media.batch import MAX_ROWS_PER_ANALYZE, BatchSession, FrameBatch
+from ari_amd.media.batch import MAX_ROWS_PER_ANALYZE, BatchSession, FrameBatch, occurrence_rank
 from ari_amd.synth import DEV_CATEGORIES, make_clip
 
 MODES = (AmdParams(), AmdParams(mode=Mode.DETECT_MESSAGE_END))
@@ -321,3 +321,9 @@ def test_bad_rate_and_tick_are_refused() -> None:
         FrameBatch(tick_ms=0)
     with pytest.raises(ValueError):
         FrameBatch().add(sample_rate=44100)
+
+
+def test_occurrence_rank_counts_the_equal_keys_before_each() -> None:
+    keys = np.array([7, 3, 7, 7, 1, 3])
+    assert occurrence_rank(keys).tolist() == [0, 0, 1, 2, 0, 1]
+    assert occurrence_rank(np.array([], dtype=np.intp)).tolist() == []

@@ -282,12 +282,7 @@ class FrameBatch:
         if np.unique(slots).size == n:
             passes = [np.arange(n)]
         else:
-            # The k-th frame of each call in pass k: rank each row within its call's rows.
-            order = np.argsort(slots, kind="stable")
-            ranked = slots[order]
-            first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-            rank = np.empty(n, dtype=np.intp)
-            rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+            rank = occurrence_rank(slots)  # the k-th frame of each call goes in pass k
             passes = [np.flatnonzero(rank == k) for k in range(int(rank.max()) + 1)]
         vector = self._vector
         for rows in passes:
@@ -347,6 +342,18 @@ class FrameBatch:
             n = self.callback_errors
             if n & (n - 1) == 0:
                 log.exception("batch_on_events_failed", count=n)
+
+
+def occurrence_rank(keys: np.ndarray) -> np.ndarray:
+    """For each element, how many equal keys come before it: 0 for a call's first row, 1 for
+    its second... (a stable sort, then each element's place within its run of equal keys)."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    return rank
 
 
 _STEP_FEATURES = ("band_db", "periodicity", "peak_hz", "peak_frac", "peak2_hz", "peak2_frac", "fsk_frac", "cpt_frac")

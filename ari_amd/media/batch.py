@@ -41,6 +41,7 @@ G711, INT16, FLOAT = 0, 1, 2
 
 EventCallback = Callable[["BatchSession", list[AmdEvent]], None]
 TickCallback = Callable[[float, int, int], None]  # seconds of work, frames by the vector and the scalar step
+Feeder = Callable[[], object]  # run at the start of each tick, before its frames are decided
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +53,7 @@ class BatchSession:
 
     __slots__ = (
         "batch", "_det", "_slot", "on_events", "closed", "decided", "sample_rate", "law", "_decimator", "_pending",
-        "_tick", "_level",
+        "_tick", "_level", "on_leave",
     )
 
     def __init__(
@@ -79,6 +80,12 @@ class BatchSession:
         self._pending = np.zeros(0, dtype=np.float32)
         self._tick = -1  # the last tick this call queued frames in...
         self._level = G711  # ...and the latest of its queues it used then
+        self.on_leave: Callable[[], None] | None = None  # told when the call leaves the batch (RtpHub)
+
+    @property
+    def slot(self) -> int | None:
+        """The call's column in the batch's decider while it is in the batch (queue_g711_block's owner)."""
+        return self._slot
 
     @property
     def detector(self) -> Detector:
@@ -132,6 +139,7 @@ class BatchSession:
             # tick, so a view of a buffer the caller may reuse is copied (decoded RTP never is one).
             self._tick, self._level = batch._tick_id, INT16
             batch._queue_int(self, x if x.flags.owndata else x.copy())
+            batch._raised.add(self._slot)  # type: ignore[arg-type]
             return
         x = x.astype(np.float32) / INT_SCALE if x.dtype.kind in "iu" else x.astype(np.float32, copy=False)
         if self._decimator is not None:
@@ -144,7 +152,12 @@ class BatchSession:
             self._tick, self._level = batch._tick_id, FLOAT
             for i in range(n):
                 batch._queue_float(self, buf[i * FRAME : (i + 1) * FRAME])
+            batch._raised.add(self._slot)  # type: ignore[arg-type]
         self._pending = buf[n * FRAME :].copy()
+        if len(self._pending):
+            batch._partial.add(self._slot)  # type: ignore[arg-type]
+        else:
+            batch._partial.discard(self._slot)  # type: ignore[arg-type]
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         """End of the call's audio: decide its queued frames now, then `Detector.finish`."""
@@ -167,7 +180,11 @@ class BatchSession:
         if self._slot is not None:
             # The detector object takes its state back; frames still queued for it are skipped.
             self.batch._vector.retire(self._slot)
+            self.batch._partial.discard(self._slot)
             self._slot = None
+        if self.on_leave is not None:
+            on_leave, self.on_leave = self.on_leave, None
+            on_leave()
 
 
 class FrameBatch:
@@ -182,6 +199,7 @@ class FrameBatch:
             raise ValueError("tick_ms must be positive")
         self.tick_ms = tick_ms
         self.on_tick = on_tick
+        self.feeders: list[Feeder] = []  # run() calls each at the start of a tick (RtpHub.drain)
         self.frames_processed = 0
         self.ticks = 0
         self.callback_errors = 0
@@ -197,7 +215,14 @@ class FrameBatch:
         self._g711_frames: dict[str, list[bytes | None]] = {law: [] for law in G711_TO_FLOAT}
         # Each frame's owner is its call's slot in the VectorDecider.
         self._g711_owners: dict[str, list[int]] = {law: [] for law in G711_TO_FLOAT}
+        # Whole blocks (queue_g711_block), each after the frames of its law queued before it:
+        # (law, payloads as a list or a uint8 [n, FRAME] array, owners), in queueing order.
+        self._g711_segments: list[tuple[str, list[bytes | None] | np.ndarray, list[int] | np.ndarray]] = []
         self._g711_queued = 0
+        # Slots whose G.711 frames must come one by one through feed_g711 for now, to stay in
+        # order: queued int16 or float frames this tick, or hold part of a frame.
+        self._raised: set[int] = set()
+        self._partial: set[int] = set()
         self._int_frames: list[np.ndarray] = []
         self._int_owners: list[int] = []
         self._float_frames: list[np.ndarray] = []
@@ -225,26 +250,50 @@ class FrameBatch:
         self._by_slot[session._slot] = session
         return session
 
+    def queue_g711_block(self, law: str, payloads: np.ndarray, slots: np.ndarray) -> None:
+        """Queue many calls' 20 ms G.711 frames at once: payloads uint8 [n, FRAME], slots [n] the
+        sessions' `slot`s (a call's rows in its arrival order). Decided after the frames of its
+        law queued before it and before those queued after. The caller vouches that each slot
+        is in the batch and none is in `serial_slots`."""
+        if payloads.ndim != 2 or payloads.shape[1] != FRAME or len(slots) != len(payloads):
+            raise ValueError(f"a G.711 block is [n, {FRAME}] bytes with n slots (got {payloads.shape}, {len(slots)})")
+        if not len(slots):
+            return
+        if self._g711_frames[law]:
+            self._g711_segments.append((law, self._g711_frames[law], self._g711_owners[law]))
+            self._g711_frames[law], self._g711_owners[law] = [], []
+        self._g711_segments.append((law, payloads, slots))
+        self._g711_queued += len(slots)
+
+    def serial_slots(self) -> set[int]:
+        """Slots whose G.711 frames must go through feed_g711 one by one this tick (to stay in
+        order behind int16 or float frames), not queue_g711_block."""
+        return self._raised | self._partial if self._raised else self._partial
+
     def process(self) -> int:
         """Decide every queued frame: features in blocks, then each call's step, in order."""
         n = self.queued
         if not n:
+            self._raised.clear()
             self._release()
             return 0
-        g711, g711_owners = self._g711_frames, self._g711_owners
+        segments = self._g711_segments
+        segments += [(law, frames, self._g711_owners[law]) for law, frames in self._g711_frames.items() if frames]
         ints, int_owners = self._int_frames, self._int_owners
         floats, float_owners = self._float_frames, self._float_owners
         self._g711_frames = {law: [] for law in G711_TO_FLOAT}
         self._g711_owners = {law: [] for law in G711_TO_FLOAT}
+        self._g711_segments = []
         self._g711_queued = 0
+        self._raised.clear()
         self._int_frames, self._int_owners, self._float_frames, self._float_owners = [], [], [], []
         self._tick_id += 1
         self.ticks += 1
-        blocks: list[tuple[np.ndarray, list[int]]] = []
-        for law, payloads in g711.items():
+        blocks: list[tuple[np.ndarray, list[int] | np.ndarray]] = []
+        for law, payloads, owners in segments:
             for start in range(0, len(payloads), MAX_ROWS_PER_ANALYZE):
                 stop = start + MAX_ROWS_PER_ANALYZE
-                blocks.append((_decode_g711(law, payloads[start:stop]), g711_owners[law][start:stop]))
+                blocks.append((_decode_g711(law, payloads[start:stop]), owners[start:stop]))
         for start in range(0, len(ints), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
             blocks.append((np.stack(ints[start:stop]).astype(np.float32) / INT_SCALE, int_owners[start:stop]))
@@ -267,17 +316,18 @@ class FrameBatch:
             for slot in self._vector.release():
                 del self._by_slot[slot]
 
-    def _decide(self, blocks: list[tuple[np.ndarray, list[int]]]) -> None:
+    def _decide(self, blocks: list[tuple[np.ndarray, list[int] | np.ndarray]]) -> None:
         """Features block by block (a few hundred rows stay in cache), then one decision step
         over the whole tick (its cost is mostly per pass, not per row)."""
-        self._step([analyze(frames) for frames, _ in blocks], [o for _, owners in blocks for o in owners])
+        owners = np.concatenate([np.asarray(o, dtype=np.intp) for _, o in blocks])
+        self._step([analyze(frames) for frames, _ in blocks], owners)
 
-    def _step(self, feats: list[Features], owners: list[int]) -> None:
+    def _step(self, feats: list[Features], owners: np.ndarray) -> None:
         """The decision step on every row (feats: the rows' features, in blocks; owners: their
         calls' slots): one vector pass over distinct calls, so a call with several frames in the
         tick has them in consecutive passes, in order."""
         cols = [np.concatenate([getattr(f, name) for f in feats]).astype(np.float64) for name in _STEP_FEATURES]
-        slots = np.array(owners, dtype=np.intp)
+        slots = np.asarray(owners, dtype=np.intp)
         n = len(slots)
         if np.unique(slots).size == n:
             passes = [np.arange(n)]
@@ -314,6 +364,12 @@ class FrameBatch:
             await asyncio.sleep(period)
             t0 = time.perf_counter()
             v0, s0 = vector.vector_rows, vector.scalar_rows
+            for feed in self.feeders:
+                try:
+                    feed()
+                except Exception:
+                    self.callback_errors += 1  # one source's fault: the others' frames are still decided
+                    log.exception("batch_feeder_failed")
             if self.process() and self.on_tick is not None:
                 try:
                     self.on_tick(time.perf_counter() - t0, vector.vector_rows - v0, vector.scalar_rows - s0)
@@ -360,8 +416,10 @@ _STEP_FEATURES = ("band_db", "periodicity", "peak_hz", "peak_frac", "peak2_hz", 
 _SILENT_PAYLOAD = bytes(FRAME)  # a placeholder for a lost frame; its row is zeroed after decoding
 
 
-def _decode_g711(law: str, payloads: list[bytes | None]) -> np.ndarray:
+def _decode_g711(law: str, payloads: list[bytes | None] | np.ndarray) -> np.ndarray:
     """A tick's G.711 frames of one law -> float32 [n, FRAME], one table lookup for all."""
+    if isinstance(payloads, np.ndarray):
+        return G711_TO_FLOAT[law].take(payloads)
     lost = [i for i, p in enumerate(payloads) if p is None] if None in payloads else []
     raw = b"".join(_SILENT_PAYLOAD if p is None else p for p in payloads) if lost else b"".join(payloads)  # type: ignore[arg-type]
     frames = G711_TO_FLOAT[law].take(np.frombuffer(raw, np.uint8)).reshape(-1, FRAME)

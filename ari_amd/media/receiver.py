@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import structlog
@@ -22,6 +22,10 @@ from ari_amd.detect.g711 import decode_alaw, decode_slin16, decode_ulaw
 from ari_amd.media.ports import WILDCARD_HOSTS, PortPool
 from ari_amd.media.reorder import DEFAULT_WINDOW, ReorderBuffer
 from ari_amd.media.rtp import DYNAMIC_PAYLOAD_TYPES, HEADER_LEN, RtpError, parse_packet
+
+if TYPE_CHECKING:
+    from ari_amd.media.batch import BatchSession
+    from ari_amd.media.hub import RtpHub
 
 # An Ethernet MTU: Asterisk sends 172-byte (ulaw) or 652-byte (slin16) datagrams per 20 ms, so
 # anything bigger is not ours.
@@ -87,7 +91,8 @@ class ReceiverStats:
 
 
 class RtpReceiver(asyncio.DatagramProtocol):
-    """Receives one call's RTP on its own UDP port; `open` binds it from a PortPool."""
+    """Receives one call's RTP: on its own UDP port (`open` binds one from a PortPool), or from the
+    shared socket of an RtpHub, which hands it its source's packets (`attach`)."""
 
     def __init__(
         self,
@@ -108,7 +113,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.on_audio = on_audio
         self.on_g711 = on_g711 if self.format.name in ("ulaw", "alaw") else None
         self.max_datagram = max_datagram
-        self.last_packet_at: float | None = None  # time.monotonic() of the last accepted packet
+        self._last_packet_at: float | None = None
         self.host: str | None = None  # the address to give externalMedia (the pool's advertise_host)
         self.port: int | None = None
         self._stats = ReceiverStats()
@@ -125,6 +130,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._closed = False
         self._closed_event = asyncio.Event()
         self._log = log
+        self._hub: RtpHub | None = None
+        self._lane = -1  # this receiver's place in the hub's arrays
         # The fast path's expectations, set once a packet has gone the whole way in sequence: the
         # next one from the pinned sender, same SSRC, payload type and length, plain header.
         self._fast_len = -1
@@ -163,6 +170,42 @@ class RtpReceiver(asyncio.DatagramProtocol):
         receiver._log.debug("rtp_receiver_open", host=pool.host, format=format)
         return receiver
 
+    @classmethod
+    def attach(
+        cls,
+        hub: RtpHub,
+        format: str,
+        on_audio: AudioCallback,
+        source: tuple[str, int],
+        *,
+        reorder_window: int = DEFAULT_WINDOW,
+        max_datagram: int = MAX_DATAGRAM,
+        on_g711: G711Callback | None = None,
+    ) -> RtpReceiver:
+        """A receiver for the packets `source` sends to the hub's socket (Asterisk's
+        UNICASTRTP_LOCAL_ADDRESS/PORT); closing it detaches it. Raises ValueError if another
+        receiver has that source."""
+        receiver = cls(
+            format,
+            on_audio,
+            expected_source=source,
+            reorder_window=reorder_window,
+            max_datagram=max_datagram,
+            on_g711=on_g711,
+        )
+        receiver.host, receiver.port = hub.advertise_host, hub.port
+        receiver._log = log.bind(rtp_port=hub.port, rtp_source=f"{source[0]}:{source[1]}")
+        receiver._hub = hub
+        receiver._lane = hub.attach(receiver, source)
+        return receiver
+
+    def bind_batch(self, session: BatchSession | None) -> None:
+        """On a hub: from now on this call's in-sequence 20 ms G.711 may go straight to `session`
+        in the hub's block, skipping on_g711 (None: stop). Only when on_g711 would do just
+        session.feed_g711 with them. Without a hub, nothing to do."""
+        if self._hub is not None and not self._closed:
+            self._hub.bind(self._lane, session)
+
     # -- what the layer above reads ---------------------------------------------------------
     @property
     def sample_rate(self) -> int:
@@ -189,8 +232,15 @@ class RtpReceiver(asyncio.DatagramProtocol):
         return self._closed
 
     @property
+    def last_packet_at(self) -> float | None:
+        """time.monotonic() of the last accepted packet."""
+        self._absorb()
+        return self._last_packet_at
+
+    @property
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters."""
+        self._absorb()
         s = self._stats
         r = self._reorder.stats
         snap = ReceiverStats(**s.as_dict())
@@ -204,6 +254,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         May come after packets did: the externalMedia response can trail the first RTP. If the
         receiver had pinned someone else first, it re-pins and starts the stream over.
         """
+        self._absorb()
         self._expected = (host, int(port))
         if self._source is not None and not self._matches_expected(self._source):
             self._log.warning("rtp_source_repinned", was=f"{self._source[0]}:{self._source[1]}")
@@ -211,18 +262,27 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._ssrc = None
             self._fast_len = -1
             self._reorder.reset()
+            self._changed()
 
     def flush(self) -> None:
         """Deliver frames held back waiting for a missing packet (the stream stopped)."""
-        self._deliver(self._reorder.flush())
+        self._absorb()
+        frames = self._reorder.flush()
+        if frames:
+            self._deliver(frames)
+            self._changed()
 
     def close(self) -> None:
         """Stop receiving; the port returns to the pool once the socket is closed. Idempotent."""
         if self._closed:
             return
+        self._absorb()
         self._closed = True
         self._log.debug("rtp_receiver_closed", **self._stats.as_dict())
-        if self._transport is not None:
+        if self._hub is not None:
+            self._hub.detach(self._lane)
+            self._closed_event.set()
+        elif self._transport is not None:
             self._transport.close()
         else:
             self._closed_event.set()
@@ -269,7 +329,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
             and self._reorder.take_next((data[2] << 8) | data[3])
         ):
             s.received += 1
-            self.last_packet_at = time.monotonic()
+            self._last_packet_at = time.monotonic()
             to_batch = self._fast_g711
             if to_batch is None:
                 self._deliver_one(data[HEADER_LEN:])
@@ -324,7 +384,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
                 self._deliver(self._reorder.reset())
             self._ssrc = packet.ssrc
         s.received += 1
-        self.last_packet_at = time.monotonic()
+        self._last_packet_at = time.monotonic()
         frames = self._reorder.push(packet.sequence, payload)
         self._deliver(frames)
         if frames and data[0] == PLAIN_RTP_V2 and not packet.marker:
@@ -334,6 +394,41 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._fast_g711 = self.on_g711 if len(payload) == G711_FRAME_BYTES else None
         else:
             self._fast_len = -1
+
+    # -- the hub's side ----------------------------------------------------------------------------
+    def _absorb(self) -> None:
+        """Take back what the hub's array path accounted for this call since last time."""
+        hub = self._hub
+        if hub is None or not hub.taken[self._lane]:
+            return
+        n = int(hub.taken[self._lane])
+        hub.taken[self._lane] = 0
+        s = self._stats
+        s.datagrams += n
+        s.received += n
+        s.delivered += n
+        self._reorder.took(n)
+        at = float(hub.last_at[self._lane])
+        self._last_packet_at = at if self._last_packet_at is None else max(at, self._last_packet_at)
+
+    def _changed(self) -> None:
+        """The fast path's expectations moved outside the hub's sight: it copies them again."""
+        if self._hub is not None and not self._closed:
+            self._hub.refresh(self._lane)
+
+    def _fast_state(self) -> tuple[int, int, int, int] | None:
+        """What the hub may take by array for this call: (datagram length, payload type, SSRC, next
+        sequence number), when its next packets are 20 ms G.711 straight on to on_g711."""
+        if (
+            self._closed
+            or self._fast_g711 is None
+            or self._fast_len != HEADER_LEN + G711_FRAME_BYTES
+            or not self._reorder.in_sequence
+        ):
+            return None
+        next_seq = self._reorder.next_seq
+        assert next_seq is not None
+        return self._fast_len, self._fast_pt, int.from_bytes(self._fast_ssrc, "big"), next_seq
 
     # -- internals -------------------------------------------------------------------------------
     def _matches_expected(self, source: tuple[str, int]) -> bool:

@@ -91,6 +91,27 @@ class ReorderBuffer(Generic[T]):
         self._recent.append(seq)
         return True
 
+    @property
+    def next_seq(self) -> int | None:
+        """The sequence number due next, once a stream has started."""
+        return self._next
+
+    @property
+    def in_sequence(self) -> bool:
+        """Nothing held back and no jump pending: the next packet due is taken as it comes."""
+        return self._next is not None and not self._pending and self._probe is None
+
+    def took(self, count: int) -> None:
+        """Account for `count` packets, from the one due on, taken in sequence elsewhere (a shared
+        socket's array fast path): as `count` calls of take_next would."""
+        if count <= 0:
+            return
+        assert self.in_sequence and self._next is not None
+        nxt = self._next
+        self._recent.extend((nxt + i) & 0xFFFF for i in range(max(0, count - DUPLICATE_HISTORY), count))
+        self._highest = (nxt + count - 1) & 0xFFFF
+        self._next = (nxt + count) & 0xFFFF
+
     def flush(self) -> list[tuple[int, T | None]]:
         """Deliver everything buffered, gaps as losses (the stream stopped or is being reset)."""
         return self._drain(force=True)

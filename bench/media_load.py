@@ -2,13 +2,16 @@
 """Media load: N calls' RTP at real-time pace over loopback into one RtpReceiver + detector process.
 
     python bench/media_load.py [--streams 100,250,500,1000] [--engine batch|feed] [--loop uvloop|asyncio]
-                               [--seconds 12] [--clips 36] [--corpus [DIR]] [--tick-ms 10] [--ramp S]
-                               [--no-pin] [--gc-freeze] [--no-breakdown]
+                               [--socket shared|per-call] [--seconds 12] [--clips 36] [--corpus [DIR]]
+                               [--tick-ms 10] [--ramp S] [--no-pin] [--gc-freeze] [--no-breakdown]
 
-For each N, a fresh receiving process (pinned to one core) binds N RtpReceivers from a PortPool,
-each feeding its own detector, and forks a sender (pinned to the other core) that streams one clip
-per call as 20 ms mu-law packets, each call at its own phase of the 20 ms cycle, sequence numbers
-starting anywhere (some wrap). Half the calls run Enable, half DetectMessageEnd. All calls are
+For each N, a fresh receiving process (pinned to one core) sets up N RtpReceivers, each feeding
+its own detector, and a sender process (pinned to the other core; spawned first, so that it
+shares no memory pages with the receiver) streams one clip per call as 20 ms mu-law packets,
+each call at its own phase of the 20 ms cycle, sequence numbers starting anywhere (some wrap).
+With --socket shared (the service's default), every call sends from its own source port to one
+RtpHub socket, drained each tick; with per-call, each call has its own port from a PortPool.
+Half the calls run Enable, half DetectMessageEnd. All calls are
 answered in the same 20 ms (the worst case: every detector busy at once) unless --ramp spreads
 them. Clips come from ari_amd.synth, or the corpus with --corpus. Reported per N:
 
@@ -64,7 +67,8 @@ from ari_amd.detect.features import analyze
 from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.detect.vector import VectorDecider
 from ari_amd.media import PortPool, RtpReceiver
-from ari_amd.media.batch import TICK_MS, FrameBatch
+from ari_amd.media.batch import TICK_MS, FrameBatch, occurrence_rank
+from ari_amd.media.hub import RtpHub
 from ari_amd.media.heap import keep_heap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,10 +80,11 @@ FIRST_PORT = 45000  # clear of the service's 40000-40999 and bench/rtp_ingest's 
 FRAME = 160  # 20 ms of 8 kHz mu-law: one packet
 PACKET_S = 0.020
 PHASES = 20  # calls spread over 1 ms steps of the 20 ms cycle, as independent calls are
-START_DELAY_S = 1.0  # from forking the sender to the first packet: it builds its streams first
+START_DELAY_S = 0.5  # from the go to the first packet: the sender builds its streams first
 DRAIN_S = 0.3  # after the last packet, for what is still in the sockets
 BREAKDOWN_STREAMS = 1000  # the decision step is vectorised over calls: measured where that matters
 PIN_ENV = "MEDIA_LOAD_PIN"  # "0": let the scheduler place receiver and sender (a machine others share)
+SENDER_CORE_ENV = "MEDIA_LOAD_SENDER_CORE"
 LAG_BINS_MS = 2000  # lag histogram resolution 0.1 ms up to 200 ms; beyond is clipped into the last bin
 MODES = (AmdParams(), AmdParams(mode=Mode.DETECT_MESSAGE_END))
 _RTP = struct.Struct("!BBHII")
@@ -94,10 +99,10 @@ class Plan:
 
 @dataclass
 class Stream:
+    index: int
     clip: int
     mode: int
     base: float  # scheduled time of frame 0 (time.monotonic, shared by both processes on Linux)
-    frames: int = 0  # frames delivered so far (lost packets included, as silence)
     detector: Detector | None = None
     session: Any = None
     receiver: RtpReceiver | None = None
@@ -140,27 +145,37 @@ def make_plan(n_clips: int, seconds: float, corpus: Path | None) -> Plan:
 
 # -- the sender (its own process, its own core) --------------------------------------------------------
 def send_streams(
-    ports: list[int],
     plan_clips: list[bytes],
     clip_of: list[int],
     phase_of: list[int],
     start_of: list[int],
-    t0: float,
+    shared: bool,
+    ctrl: Any,
     out: Any,
 ) -> None:
+    """Started (spawned, so that the receiver's writes never copy pages shared with it) before the
+    receiver sets up: with `shared`, it binds a source socket per call and reports their ports;
+    then it takes the destinations and t0 from `ctrl`."""
     gc.disable()
-    cores = sorted(os.sched_getaffinity(0))
     if os.environ.get(PIN_ENV, "1") == "1":
-        os.sched_setaffinity(0, {cores[-1]})
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        # Not our inherited affinity's last core: the receiver pinned itself (and so us) to its own.
+        os.sched_setaffinity(0, {int(os.environ[SENDER_CORE_ENV])})
+    if shared:  # each call from its own source, as Asterisk's externalMedia channels send
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in clip_of]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        out.put([sock.getsockname()[1] for sock in socks])
+    else:  # one socket sends every call's packets, each to its call's port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        socks = [sock] * len(clip_of)
+    addrs, t0 = ctrl.get()
     buckets: list[list[int]] = [[] for _ in range(PHASES)]
     for k, ph in enumerate(phase_of):
         buckets[ph].append(k)
     nframes = [len(plan_clips[c]) // FRAME for c in clip_of]
-    seq0 = [(k * 7919) % 65536 for k in range(len(ports))]  # some calls wrap their sequence numbers
-    ssrc = [0x10000 + k for k in range(len(ports))]
-    addrs = [("127.0.0.1", p) for p in ports]
+    seq0 = [(k * 7919) % 65536 for k in range(len(addrs))]  # some calls wrap their sequence numbers
+    ssrc = [0x10000 + k for k in range(len(addrs))]
     views = [memoryview(plan_clips[c]) for c in clip_of]
     sent = late = 0
     worst = 0.0
@@ -178,24 +193,26 @@ def send_streams(
                 i = tick - start_of[k]
                 if 0 <= i < nframes[k]:
                     header = _RTP.pack(0x80, 0, (seq0[k] + i) & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, ssrc[k])
-                    sock.sendto(header + views[k][i * FRAME : (i + 1) * FRAME], addrs[k])
+                    socks[k].sendto(header + views[k][i * FRAME : (i + 1) * FRAME], addrs[k])
                     sent += 1
     out.put({"sent": sent, "late_buckets": late, "worst_late_ms": worst * 1000})
 
 
 # -- the receiving process: one trial -----------------------------------------------------------------
-async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, ramp_s: float) -> dict[str, Any]:
+async def trial(
+    plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, ramp_s: float, shared: bool
+) -> dict[str, Any]:
     rss0 = rss_kb()
     n_clips = len(plan.clips)
     clip_of = [k % n_clips for k in range(n)]
     mode_of = [(k // n_clips) % 2 for k in range(n)]
     phase_of = [(k * 7) % PHASES for k in range(n)]
     start_of = [int(ramp_s / PACKET_S * k / n) for k in range(n)]  # answered one after another over the ramp
-    t0 = time.monotonic() + START_DELAY_S + n * 0.0002  # binding N sockets takes a moment
-    streams = [
-        Stream(clip_of[k], mode_of[k], t0 + start_of[k] * PACKET_S + phase_of[k] * PACKET_S / PHASES)
-        for k in range(n)
-    ]
+    ctx = mp.get_context("spawn")
+    ctrl, out = ctx.Queue(), ctx.Queue()
+    sender = ctx.Process(target=send_streams, args=(plan.clips, clip_of, phase_of, start_of, shared, ctrl, out))
+    sender.start()
+    streams = [Stream(k, clip_of[k], mode_of[k], 0.0) for k in range(n)]  # base set once t0 is known
     lengths = [len(plan.clips[c]) // FRAME for c in clip_of]
     live = np.zeros(max(s + m for s, m in zip(start_of, lengths)) + 1, dtype=np.int64)
     for s, m in zip(start_of, lengths):
@@ -205,15 +222,31 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
     hist = np.zeros(LAG_BINS_MS + 1, dtype=np.int64)
     pending_sched: list[float] = []
     batch = _TimedBatch(tick_ms) if engine == "batch" else None
+    hub = RtpHub("127.0.0.1", 0, batch=batch) if shared else None
+
+    # Frames each stream has delivered so far: the lag of its next one counts from its send time.
+    frames_of = np.zeros(n, dtype=np.int64)
+    base_of = np.zeros(n)
+    stream_of_slot = np.zeros(0, dtype=np.intp)
 
     def batched(st: Stream) -> bool:
         """Count the frame; True if it is to be decided (its send time noted for the lag)."""
-        i = st.frames
-        st.frames = i + 1
+        i = frames_of[st.index]
+        frames_of[st.index] = i + 1
         if st.session.decided:  # Detector.done, without the property's cost
             return False
         pending_sched.append(st.base + i * PACKET_S)
         return True
+
+    def on_block(slots: np.ndarray) -> None:
+        """A block the hub queued: its frames' send times, by array."""
+        k = stream_of_slot[slots]
+        index = frames_of[k] + occurrence_rank(k)
+        frames_of[:] += np.bincount(k, minlength=n)
+        pending_sched.extend((base_of[k] + index * PACKET_S).tolist())
+
+    if batch is not None:
+        batch.on_block = on_block
 
     def make_callback(st: Stream) -> Callable[[np.ndarray, int], None]:
         det = st.detector
@@ -231,13 +264,13 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         if engine == "ingest":
 
             def on_audio_ingest(samples: np.ndarray, rate: int) -> None:
-                st.frames += 1
+                frames_of[st.index] += 1
 
             return on_audio_ingest
 
         def on_audio_feed(samples: np.ndarray, rate: int) -> None:
-            i = st.frames
-            st.frames = i + 1
+            i = frames_of[st.index]
+            frames_of[st.index] = i + 1
             if not det.done:
                 det.feed(samples)
                 lag = int((mono() - st.base - i * PACKET_S) * 10_000)
@@ -258,24 +291,39 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
         return on_g711
 
     pool = PortPool(FIRST_PORT, FIRST_PORT + max(2 * n, 2000) - 1)
-    for st in streams:
+    sources: list[int] | None = None
+    if hub is not None:
+        hub.open()
+        sources = out.get(timeout=60)
+    for k, st in enumerate(streams):
         st.detector = Detector(MODES[st.mode])
         if batch is not None:
             st.session = batch.add(st.detector, law="ulaw")
-        st.receiver = await RtpReceiver.open(pool, "ulaw", make_callback(st), on_g711=make_g711_callback(st))
+        if hub is not None and sources is not None:
+            st.receiver = RtpReceiver.attach(hub, "ulaw", make_callback(st), ("127.0.0.1", sources[k]),
+                                             on_g711=make_g711_callback(st))
+            st.receiver.bind_batch(st.session)
+        else:
+            st.receiver = await RtpReceiver.open(pool, "ulaw", make_callback(st), on_g711=make_g711_callback(st))
+    if batch is not None:
+        stream_of_slot = np.zeros(max(st.session.slot for st in streams) + 1, dtype=np.intp)
+        for k, st in enumerate(streams):
+            stream_of_slot[st.session.slot] = k
     if freeze_gc:
         gc.collect()
         gc.freeze()  # the calls' long-lived state out of the collector's way: no multi-ms gen-2 passes
-    ports = [st.receiver.port for st in streams if st.receiver is not None and st.receiver.port is not None]
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    sender = ctx.Process(target=send_streams, args=(ports, plan.clips, clip_of, phase_of, start_of, t0, out))
-    sender.start()
+    if hub is not None:
+        addrs = [("127.0.0.1", hub.port)] * n
+    else:
+        addrs = [("127.0.0.1", st.receiver.port) for st in streams if st.receiver is not None and st.receiver.port]
+    t0 = time.monotonic() + START_DELAY_S
+    for k, st in enumerate(streams):
+        st.base = base_of[k] = t0 + start_of[k] * PACKET_S + phase_of[k] * PACKET_S / PHASES
+    ctrl.put((addrs, t0))
 
     stop = asyncio.Event()
 
     async def ticker() -> None:
-        assert batch is not None
         period = tick_ms / 1000
         due = time.monotonic()
         while not stop.is_set():
@@ -284,7 +332,10 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
             flush_batch()
 
     def flush_batch() -> None:
-        assert batch is not None
+        if hub is not None:
+            hub.drain()
+        if batch is None:
+            return
         if not batch.queued:
             pending_sched.clear()  # frames of calls that ended since: nothing to decide
             return
@@ -296,7 +347,7 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
 
     if batch is not None:
         keep_heap()  # as FrameBatch.run does in the service
-    tick_task = asyncio.create_task(ticker()) if batch is not None else None
+    tick_task = asyncio.create_task(ticker()) if batch is not None or hub is not None else None
     await asyncio.sleep(max(0.0, t0 - time.monotonic()))
     cpu0, wall0 = time.process_time(), time.monotonic()
     rss_peak = rss_kb()
@@ -335,6 +386,8 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
             ref = [(v.answered_by.value, v.duration_ms) for v in plan.reference[(st.clip, st.mode)]]
             mismatches.append(f"call {k} {plan.names[st.clip]} mode {st.mode}: live {live} offline {ref}")
         await st.receiver.aclose()
+    if hub is not None:
+        hub.close()
     counted = int(hist.sum())
     cum = np.cumsum(hist)
 
@@ -369,18 +422,25 @@ async def trial(plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, 
 
 
 class _TimedBatch(FrameBatch):
-    """The service's FrameBatch, its two stages timed in the live process (CPU time)."""
+    """The service's FrameBatch, its two stages timed in the live process (CPU time); `on_block`
+    sees the calls of each block the hub queues (for their frames' lag)."""
 
     def __init__(self, tick_ms: int) -> None:
         super().__init__(tick_ms)
         self.analyze_s = self.step_s = 0.0
         self.rows = 0
+        self.on_block: Callable[[np.ndarray], None] | None = None
+
+    def queue_g711_block(self, law: str, payloads: np.ndarray, slots: np.ndarray) -> None:
+        if self.on_block is not None:
+            self.on_block(slots)
+        super().queue_g711_block(law, payloads, slots)
 
     def _decide(self, blocks: list[tuple[np.ndarray, list[Any]]]) -> None:
         t0 = time.process_time()
         feats = [analyze(frames) for frames, _ in blocks]
         t1 = time.process_time()
-        owners = [o for _, block in blocks for o in block]
+        owners = np.concatenate([np.asarray(o, dtype=np.intp) for _, o in blocks])
         self._step(feats, owners)
         self.analyze_s += t1 - t0
         self.step_s += time.process_time() - t1
@@ -489,10 +549,11 @@ def run_trial(args: argparse.Namespace) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     cores = sorted(os.sched_getaffinity(0))
     if os.environ.get(PIN_ENV, "1") == "1":
+        os.environ[SENDER_CORE_ENV] = str(cores[-1])  # for the sender, which inherits our affinity
         os.sched_setaffinity(0, {cores[0]})
     with open(args.trial_plan, "rb") as f:
         plan: Plan = pickle.load(f)
-    coro = trial(plan, args.trial, args.engine, args.tick_ms, args.gc_freeze, args.ramp)
+    coro = trial(plan, args.trial, args.engine, args.tick_ms, args.gc_freeze, args.ramp, args.socket == "shared")
     if args.loop == "uvloop":
         import uvloop  # type: ignore[import-not-found]
 
@@ -513,6 +574,8 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="distinct clips, reused round-robin")
     ap.add_argument("--corpus", type=Path, nargs="?", const=DEFAULT_CORPUS, default=None)
     ap.add_argument("--tick-ms", type=int, default=TICK_MS)
+    ap.add_argument("--socket", choices=("shared", "per-call"), default="shared",
+                    help="shared: every call to one RtpHub socket (the service's default); per-call: a port each")
     ap.add_argument("--ramp", type=float, default=0.0,
                     help="answer the calls one after another over this many seconds (0: all in the same 20 ms)")
     ap.add_argument("--gc-freeze", action="store_true",
@@ -570,7 +633,8 @@ def main() -> int:
         f.flush()
         for n in (int(s) for s in args.streams.split(",")):
             child = [sys.executable, __file__, "--trial", str(n), "--trial-plan", f.name, "--engine", args.engine,
-                     "--loop", args.loop, "--tick-ms", str(args.tick_ms), "--ramp", str(args.ramp)]
+                     "--loop", args.loop, "--tick-ms", str(args.tick_ms), "--ramp", str(args.ramp),
+                     "--socket", args.socket]
             if args.gc_freeze:
                 child.append("--gc-freeze")
             load = os.getloadavg()[0]  # other work on the machine, for reading the row

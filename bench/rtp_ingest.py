@@ -32,6 +32,7 @@ from ari_amd.media import PortPool, RtpReceiver, build_packet
 FIRST_PORT = 42000
 FRAME = 160  # 20 ms of mu-law
 PACKETS_PER_S = 50
+SENDER_CORE_ENV = "RTP_INGEST_SENDER_CORE"
 
 
 def packets(n: int, ssrc: int) -> list[bytes]:
@@ -57,7 +58,7 @@ def in_process(calls: int, per_call: int) -> tuple[int, float]:
 
 
 def _send_paced(ports: list[int], per_call: int, ready: Any) -> None:
-    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    os.sched_setaffinity(0, {int(os.environ[SENDER_CORE_ENV])})
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     streams = [packets(per_call, 1000 + c) for c in range(len(ports))]
     ready.wait()
@@ -95,7 +96,9 @@ def main() -> int:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10
     per_call = int(seconds * PACKETS_PER_S)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    cores = os.sched_getaffinity(0)
+    os.environ[SENDER_CORE_ENV] = str(max(cores))  # the sender inherits our pinned affinity, not this
+    os.sched_setaffinity(0, {min(cores)})
     try:
         import uvloop  # type: ignore[import-not-found]
 

@@ -294,14 +294,14 @@ class RtpHub:
             return
         rows = np.flatnonzero(known)
         lanes = lane[rows]
-        d = data[rows]
+        head = data[rows, :HEADER_LEN]  # (the rows are 1.5 KB: gather only what is read)
         rank = occurrence_rank(lanes)
-        seq = (d[:, 2].astype(np.int64) << 8) | d[:, 3]
-        ssrc = d[:, 8:12].copy().view(">u4").ravel().astype(np.int64)
+        seq = (head[:, 2].astype(np.int64) << 8) | head[:, 3]
+        ssrc = head[:, 8:12].copy().view(">u4").ravel().astype(np.int64)
         ok = (
             (lengths[rows] == self._fast_len[lanes])
-            & (d[:, 0] == 0x80)
-            & (d[:, 1] == self._fast_pt[lanes])
+            & (head[:, 0] == 0x80)
+            & (head[:, 1] == self._fast_pt[lanes])
             & (ssrc == self._ssrc[lanes])
             & (seq == (self._next_seq[lanes] + rank) & 0xFFFF)
         )
@@ -321,7 +321,7 @@ class RtpHub:
             self.taken += counts
             self.last_at[took] = time.monotonic()
             self.stats.fast += len(fast)
-            self._queue(d[ok], fast)
+            self._queue(rows[ok], fast)
         if not ok.all():
             slow = rows[~ok]
             self.stats.serial += len(slow)
@@ -337,9 +337,9 @@ class RtpHub:
             for li in touched:
                 self.refresh(li)
 
-    def _queue(self, packets: np.ndarray, lanes: np.ndarray) -> None:
-        """The fast rows' payloads into the batch, one block per law; rows of calls no session
-        takes (decided, or not bound) were accounted and are dropped here."""
+    def _queue(self, rows: np.ndarray, lanes: np.ndarray) -> None:
+        """The fast rows' payloads (rows of the read buffer) into the batch, one block per law; rows
+        of calls no session takes (decided, or not bound) were accounted and are dropped here."""
         batch = self.batch
         if batch is None:
             return
@@ -349,7 +349,7 @@ class RtpHub:
             live[live] = ~batch._vector.finished[slots[live]]
         if not live.any():
             return
-        payloads = packets[live, HEADER_LEN : HEADER_LEN + FRAME_BYTES]
+        payloads = self._buf.data[rows[live], HEADER_LEN : HEADER_LEN + FRAME_BYTES]
         slots, laws = slots[live], self._law[lanes[live]]
         for k, law in enumerate(LAWS):
             mine = laws == k

@@ -44,6 +44,8 @@ DROP_REASONS: dict[str, str] = {
     "late": "late",
     "out_of_range": "out_of_range",
 }
+# Datagrams the shared RTP socket (ari_amd.media.hub) gave to no call, by reason.
+HUB_DROP_REASONS = ("unknown_source", "oversized")
 # One detector tick's work, in seconds: under a millisecond for a few calls; near the tick
 # (10 ms) and beyond, the media process is saturated and frames start to wait.
 BATCH_TICK_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
@@ -122,7 +124,7 @@ def create_metrics(namespace: str = NAMESPACE) -> Metrics:
         m.time_to_verdict.labels(answered_by.value)
         for mode in Mode:
             m.calls.labels(answered_by.value, mode.value)
-    for reason in DROP_REASONS.values():
+    for reason in (*DROP_REASONS.values(), *HUB_DROP_REASONS):
         m.rtp_packets_dropped.labels(reason)
     for outcome in CALLBACK_OUTCOMES:
         m.callback_attempts.labels(outcome)

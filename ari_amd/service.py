@@ -20,6 +20,7 @@ from ari_amd.calls.config import Settings
 from ari_amd.calls.engine import CallEngine
 from ari_amd.calls.outbox import Outbox
 from ari_amd.calls.webhooks import OutboxSender
+from ari_amd.media import PortPoolExhausted
 from ari_amd.metrics import render
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,14 @@ async def serve(settings: Settings) -> int:
         await site.start()
     except OSError as e:
         log.error("http_bind_failed", host=settings.http_host, port=settings.http_port, error=str(e))
+        await runner.cleanup()
+        await outbox.close()
+        return 1
+    try:
+        engine.open_media()
+    except (OSError, PortPoolExhausted) as e:
+        log.error("rtp_bind_failed", host=settings.rtp_host, ports=f"{settings.rtp_port_first}-{settings.rtp_port_last}",
+                  error=str(e))
         await runner.cleanup()
         await outbox.close()
         return 1

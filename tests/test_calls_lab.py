@@ -52,9 +52,12 @@ MAX_CALLEE_LAG_MS = 300  # beyond this the lab, or ari-amd's clock, is broken
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[CallEngine]:
+async def engine(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[CallEngine]:
+    """The engine, its RTP on one shared socket unless parametrized with rtp.socket "per_call"."""
     labkit.require_lab()
-    eng = CallEngine(labkit.settings(detection_record_dir=str(tmp_path / "heard")), app=labkit.app_name())
+    socket_mode = getattr(request, "param", "shared")
+    eng = CallEngine(labkit.settings(detection_record_dir=str(tmp_path / "heard"), rtp_socket=socket_mode),
+                     app=labkit.app_name())  # fmt: skip
     await eng.start()
     try:
         yield eng
@@ -65,7 +68,10 @@ async def engine(tmp_path: Path) -> AsyncIterator[CallEngine]:
 
 
 async def assert_nothing_left(eng: CallEngine) -> None:
-    """No channel or bridge that this engine created is still in Asterisk."""
+    """No channel or bridge that this engine created is still in Asterisk, and no receiver or
+    port of ours is still held."""
+    assert not eng.pool.in_use, f"RTP ports still held: {sorted(eng.pool.in_use)}"
+    assert eng.hub is None or len(eng.hub) == 0, f"{len(eng.hub)} receivers still on the shared socket"
     headers = {"Authorization": "Basic " + base64.b64encode(b"ari-amd:ari-amd").decode()}
     async with aiohttp.ClientSession(headers=headers) as s:
         mine = {c.id for c in eng.recent()}
@@ -155,8 +161,11 @@ async def test_live_verdicts_match_offline_classify_on_twenty_clips(engine: Call
         await call.wait_ended(10)
         assert call.status is CallStatus.COMPLETED
     assert not mismatches, "\n".join(mismatches)
+    # The calls' packets went the shared socket's array path, not one by one.
+    assert engine.hub is not None and engine.hub.stats.fast > 10 * engine.hub.stats.serial, engine.hub.stats
 
 
+@pytest.mark.parametrize("engine", ["shared", "per_call"], indirect=True)
 async def test_detect_message_end_reports_the_beep_after_it_ends(engine: CallEngine, tmp_path: Path) -> None:
     clips = labkit.write_clips(tmp_path / "clips", [("machine_personal", 7)])
     (name, path), = clips.items()

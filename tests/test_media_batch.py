@@ -327,3 +327,28 @@ def test_occurrence_rank_counts_the_equal_keys_before_each() -> None:
     keys = np.array([7, 3, 7, 7, 1, 3])
     assert occurrence_rank(keys).tolist() == [0, 0, 1, 2, 0, 1]
     assert occurrence_rank(np.array([], dtype=np.intp)).tolist() == []
+
+
+def test_a_recording_session_keeps_every_frame_it_decided_as_int16(clips: list[np.ndarray]) -> None:
+    batch = FrameBatch()
+    x = clips[0][: 40 * FRAME]
+    recorded: list[np.ndarray] = []
+    session = batch.add(law="ulaw")
+    session.record(recorded)
+    other = batch.add(law="ulaw")  # not recording: none of its frames may appear
+    payloads = encode_ulaw(x).tobytes()
+    for i in range(40):
+        frame = payloads[i * FRAME : (i + 1) * FRAME]
+        if i % 3 == 0:
+            session.feed(decode_ulaw(np.frombuffer(frame, np.uint8)))  # int16, as held frames come
+        else:
+            session.feed_g711(frame)
+        other.feed_g711(bytes(FRAME))
+        if i % 4 == 3:
+            batch.process()
+    batch.process()
+    assert np.array_equal(np.concatenate(recorded), decode_ulaw(encode_ulaw(x)))
+    session.close()
+    session.feed_g711(payloads[:FRAME])
+    batch.process()
+    assert len(recorded) == 40  # a closed call records no more

@@ -1,7 +1,7 @@
 """ari-amd's settings: defaults fit the lab; a TOML file and then the environment override them.
 
     [ari]        url, user, password, app
-    [rtp]        host, advertise_host, port_first, port_last, format
+    [rtp]        host, advertise_host, port_first, port_last, format, socket ("shared" or "per_call")
     [dialplan]   context, extension, priority      (where CONTINUE sends originated calls)
     [endpoints]  template                          ("PJSIP/{number}@trunk": how a number is dialled)
     [http]       host, port, max_body_bytes, max_calls_per_account
@@ -29,6 +29,9 @@ from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.media.receiver import FORMATS
 
 
+RTP_SOCKETS = ("shared", "per_call")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -44,6 +47,9 @@ class Settings:
     rtp_port_first: int = 40000
     rtp_port_last: int = 40999
     rtp_format: str = "ulaw"
+    # shared: every call's externalMedia sends to one socket (the first free port of the range),
+    # told apart by the source Asterisk announces; per_call: a port of the range each.
+    rtp_socket: str = "shared"
     dialplan_context: str = ""
     dialplan_extension: str = "s"
     dialplan_priority: int = 1
@@ -75,6 +81,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.rtp_format not in FORMATS:
             raise ConfigError(f"rtp.format must be one of {', '.join(sorted(FORMATS))} (got {self.rtp_format!r})")
+        if self.rtp_socket not in RTP_SOCKETS:
+            raise ConfigError(f"rtp.socket must be one of {', '.join(RTP_SOCKETS)} (got {self.rtp_socket!r})")
         if not 1 <= self.rtp_port_first <= self.rtp_port_last <= 65535:
             raise ConfigError(f"rtp.port_first..port_last must be a range within 1-65535 "
                               f"(got {self.rtp_port_first}-{self.rtp_port_last})")

@@ -43,6 +43,7 @@ from ari_amd.detect import AmdEvent, Detector, EventKind
 from ari_amd.detect.g711 import G711_TO_LINEAR, decode_g711_frame
 from ari_amd.media import FORMATS, PortPool
 from ari_amd.media.batch import BatchSession, FrameBatch
+from ari_amd.media.hub import RtpHub
 from ari_amd.media.receiver import G711_FRAME_BYTES
 from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
@@ -94,6 +95,7 @@ class CallContext:
     record_dir: str = ""
     metrics: Metrics | None = None
     batch: FrameBatch | None = None  # None: each call's detector is fed per packet
+    hub: RtpHub | None = None  # the shared RTP socket; None: a port of `pool` per call
 
 
 class CallController:
@@ -116,6 +118,7 @@ class CallController:
         self._answered_mono: float | None = None
         self._held: deque[tuple[float, np.ndarray]] = deque(maxlen=HELD_FRAMES)
         self._recorded: list[np.ndarray] | None = [] if ctx.record_dir else None
+        self._batch_records = False  # the batch session records (G.711: as int16 at 8 kHz), not _feed
         self._abort_cause: str | None = None
         self._log = call.log
 
@@ -268,7 +271,8 @@ class CallController:
     async def _open_tap(self) -> None:
         assert self.call.request.amd is not None
         self.tap = MediaTap(
-            self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format
+            self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format,
+            hub=self.ctx.hub,
         )
         # Before the tap opens: its first packets can arrive before open() returns.
         rate = FORMATS[self.ctx.media_format].sample_rate
@@ -280,6 +284,9 @@ class CallController:
             # are decoded there too, a tick at a time.
             self._session = self.ctx.batch.add(self.detector, rate, self._on_batch_events, law=law)
             on_g711 = self._on_g711 if law is not None else None
+            if self._recorded is not None and law is not None:
+                self._session.record(self._recorded)  # every frame, whichever way it reached the batch
+                self._batch_records = True
         try:
             await self.tap.open(self._on_audio, on_g711)
         except (TapError, AriError) as e:
@@ -293,6 +300,9 @@ class CallController:
             self.abort(self._tap_error)  # an answered call we cannot hear: `unknown`, then delivery
         self._detecting = True
         self._feed_held()
+        if self._session is not None and (self._recorded is None or self._batch_records) and self.tap.receiver:
+            # From here _on_g711 only passes frames to the session: the hub may queue them itself.
+            self.tap.receiver.bind_batch(self._session)
         if request.async_amd and self._abort_cause is None:
             await self._after_detection()
         await self._watch_detection()
@@ -417,7 +427,7 @@ class CallController:
         """A 20 ms G.711 frame from the receiver (None: lost): undecoded into the batch while
         detecting, else decoded and taken as any other audio."""
         session = self._session
-        if self._detecting and self._recorded is None and session is not None:
+        if self._detecting and (self._recorded is None or self._batch_records) and session is not None:
             session.feed_g711(payload)
             return
         assert session is not None and session.law is not None
@@ -447,7 +457,7 @@ class CallController:
         assert det is not None
         if det.done:
             return
-        if self._recorded is not None:
+        if self._recorded is not None and not self._batch_records:
             self._recorded.append(samples)
         if self._session is not None:
             self._session.feed(samples)

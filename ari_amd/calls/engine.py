@@ -19,6 +19,8 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 
+from dataclasses import replace
+
 import structlog
 
 from ari_amd.ari import AriClient, AriError, Channel, ChannelDestroyed, ChannelEvents, EventStream, StasisStart, naming
@@ -41,6 +43,7 @@ from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.detect import ParameterError
 from ari_amd.media import PortPool
 from ari_amd.media.batch import FrameBatch
+from ari_amd.media.hub import RtpHub
 from ari_amd.metrics import Metrics, create_metrics, record_tick
 
 CALL_ARG = "ari-amd-call"  # appArgs of channels we originate
@@ -82,6 +85,7 @@ class CallEngine:
         self.metrics = metrics or create_metrics()
         self.batch = FrameBatch(on_tick=lambda *tick: record_tick(self.metrics, *tick))
         self._batch_task: asyncio.Task[None] | None = None
+        self.hub: RtpHub | None = None  # the shared RTP socket (rtp.socket = "shared"), bound by start()
         self.ctx = CallContext(self.ari, self.events, self.pool, s.rtp_format, s.detection_media_timeout_s,
                                s.detection_record_dir, self.metrics, self.batch)
         # Called with each inbound (dialplan) Call as it arrives, before detection starts.
@@ -96,7 +100,20 @@ class CallEngine:
         self.metrics.calls_in_flight.set_function(lambda: len(self._controllers))
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def open_media(self) -> None:
+        """Bind the shared RTP socket (rtp.socket = "shared"; start() does it too). Raises
+        PortPoolExhausted when no port of the range is free, OSError when the host cannot be bound."""
+        s = self.settings
+        if s.rtp_socket == "shared" and self.hub is None:
+            self.hub = RtpHub.open_range(s.rtp_host, s.rtp_port_first, s.rtp_port_last, s.rtp_advertise_host or None,
+                                   self.batch, self._rtp_dropped)
+            self.ctx = replace(self.ctx, hub=self.hub)
+
+    def _rtp_dropped(self, reason: str, count: int) -> None:
+        self.metrics.rtp_packets_dropped.labels(reason).inc(count)
+
     async def start(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
+        self.open_media()
         if self._batch_task is None:
             self._batch_task = asyncio.create_task(self.batch.run(), name="detector-batch")
         self._unsubscribe = self.events.subscribe(self._on_stasis_start, types={"StasisStart"})
@@ -121,6 +138,8 @@ class CallEngine:
         if self._batch_task is not None:
             self._batch_task.cancel()
             await asyncio.wait({self._batch_task})
+        if self.hub is not None:
+            self.hub.close()
         await self.events.close()
         await self.ari.close()
 

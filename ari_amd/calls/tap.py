@@ -16,6 +16,7 @@ import structlog
 
 from ari_amd.ari import AriClient, AriError, ChannelEvents, EventStream, StasisStart, naming
 from ari_amd.media import AudioCallback, G711Callback, PortPool, RtpReceiver
+from ari_amd.media.hub import RtpHub
 
 STASIS_WAIT_S = 5.0  # a snoop/externalMedia channel enters the app within milliseconds
 TAP_ARG = "tap"  # appArgs of our own channels: StasisStart handlers skip them
@@ -29,11 +30,20 @@ class TapError(Exception):
 
 class MediaTap:
     def __init__(
-        self, ari: AriClient, events: EventStream, pool: PortPool, call_id: str, channel_id: str, fmt: str
+        self,
+        ari: AriClient,
+        events: EventStream,
+        pool: PortPool,
+        call_id: str,
+        channel_id: str,
+        fmt: str,
+        hub: RtpHub | None = None,
     ) -> None:
+        """hub: the shared RTP socket, if the service uses one; else the receiver binds a port of `pool`."""
         self.ari = ari
         self.events = events
         self.pool = pool
+        self.hub = hub
         self.call_id = call_id
         self.channel_id = channel_id
         self.format = fmt
@@ -50,25 +60,37 @@ class MediaTap:
     async def open(self, on_audio: AudioCallback, on_g711: G711Callback | None = None) -> None:
         """Create the tap; RTP starts flowing into `on_audio` (and `on_g711`, see RtpReceiver)
         once this returns."""
-        self.receiver = await RtpReceiver.open(self.pool, self.format, on_audio, on_g711=on_g711)
+        hub = self.hub
+        receiver = None if hub is not None else await RtpReceiver.open(self.pool, self.format, on_audio, on_g711=on_g711)
+        self.receiver = receiver
         snoop_events = self.events.claim(self.snoop_id)
         media_events = self.events.claim(self.media_id)
         self._claims += [snoop_events, media_events]
         await self.ari.snoop(self.channel_id, self.events.app, "in", snoop_id=self.snoop_id, app_args=TAP_ARG)
         self.snooped_at = time.monotonic()
         self._created.add(self.snoop_id)
-        em = await self.ari.external_media(
-            self.events.app, self.receiver.external_host, self.format, channel_id=self.media_id
-        )
+        target = receiver.external_host if receiver is not None else hub.external_host  # type: ignore[union-attr]
+        em = await self.ari.external_media(self.events.app, target, self.format, channel_id=self.media_id)
         self._created.add(self.media_id)
         source = em.rtp_source()
-        if source is not None:
-            self.receiver.expect_source(*source)
+        if hub is not None:
+            # On the shared socket a call's packets are known by their source alone.
+            if source is None:
+                raise TapError(
+                    "externalMedia did not say where it sends from (UNICASTRTP_LOCAL_ADDRESS/PORT): "
+                    "this Asterisk needs rtp.socket = \"per_call\""
+                )
+            try:
+                receiver = self.receiver = RtpReceiver.attach(hub, self.format, on_audio, source, on_g711=on_g711)
+            except ValueError as e:
+                raise TapError(str(e)) from None
+        elif source is not None and receiver is not None:
+            receiver.expect_source(*source)
         await asyncio.gather(self._entered(snoop_events), self._entered(media_events))
         await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name=self.events.app)
         self._created.add(self.bridge_id)
         await self.ari.add_to_bridge(self.bridge_id, [self.snoop_id, self.media_id])
-        self._log.debug("tap_open", rtp_port=self.receiver.port, rtp_source=source)
+        self._log.debug("tap_open", rtp_target=target, rtp_source=source)
 
     async def _entered(self, events: ChannelEvents) -> None:
         async def first_start() -> None:

@@ -82,6 +82,12 @@ class BatchSession:
         self._level = G711  # ...and the latest of its queues it used then
         self.on_leave: Callable[[], None] | None = None  # told when the call leaves the batch (RtpHub)
 
+    def record(self, into: list[np.ndarray]) -> None:
+        """Append each frame this call's detector is given to `into`, as int16 at 8 kHz (what it
+        heard, after decoding and decimation), whichever way the frame was queued."""
+        if self._slot is not None:
+            self.batch._recorders[self._slot] = into
+
     @property
     def slot(self) -> int | None:
         """The call's column in the batch's decider while it is in the batch (queue_g711_block's owner)."""
@@ -181,6 +187,7 @@ class BatchSession:
             # The detector object takes its state back; frames still queued for it are skipped.
             self.batch._vector.retire(self._slot)
             self.batch._partial.discard(self._slot)
+            self.batch._recorders.pop(self._slot, None)
             self._slot = None
         if self.on_leave is not None:
             on_leave, self.on_leave = self.on_leave, None
@@ -223,6 +230,7 @@ class FrameBatch:
         # order: queued int16 or float frames this tick, or hold part of a frame.
         self._raised: set[int] = set()
         self._partial: set[int] = set()
+        self._recorders: dict[int, list[np.ndarray]] = {}  # by slot: BatchSession.record
         self._int_frames: list[np.ndarray] = []
         self._int_owners: list[int] = []
         self._float_frames: list[np.ndarray] = []
@@ -300,6 +308,8 @@ class FrameBatch:
         for start in range(0, len(floats), MAX_ROWS_PER_ANALYZE):
             stop = start + MAX_ROWS_PER_ANALYZE
             blocks.append((np.stack(floats[start:stop]), float_owners[start:stop]))
+        if self._recorders:
+            self._record(blocks)
         self._depth += 1
         try:
             self._decide(blocks)
@@ -308,6 +318,19 @@ class FrameBatch:
         self._release()
         self.frames_processed += n
         return n
+
+    def _record(self, blocks: list[tuple[np.ndarray, list[int] | np.ndarray]]) -> None:
+        """The recording calls' frames of this tick. A call decided by an earlier frame of this
+        same tick has its later ones recorded too (at most a tick's worth past its verdict)."""
+        finished = self._vector.finished
+        for frames, owners in blocks:
+            slots = np.asarray(owners, dtype=np.intp)
+            take = np.flatnonzero(np.isin(slots, list(self._recorders)) & ~finished[slots])
+            if not len(take):
+                continue
+            pcm = np.round(frames[take] * INT_SCALE).clip(-32768, 32767).astype(np.int16)
+            for slot, row in zip(slots[take].tolist(), pcm):
+                self._recorders[slot].append(row)
 
     def _release(self) -> None:
         """Slots of calls that left are free once no queued frame can name them: after a tick

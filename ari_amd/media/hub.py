@@ -22,6 +22,7 @@ little in a small per-source stash, then are dropped and counted.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from collections import deque
@@ -35,7 +36,7 @@ import structlog
 from ari_amd.detect.g711 import G711_TO_FLOAT
 from ari_amd.media.batch import BatchSession, FrameBatch, occurrence_rank
 from ari_amd.media.mmsg import DatagramBatch, int_to_ip, ip_to_int
-from ari_amd.media.ports import WILDCARD_HOSTS
+from ari_amd.media.ports import WILDCARD_HOSTS, PortPoolExhausted
 from ari_amd.media.rtp import HEADER_LEN
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class RtpHub:
         self._max_datagram = max_datagram
         self._port_lane = np.full(65536, NO_LANE, dtype=np.int64)  # source port -> lane
         self._by_source: dict[tuple[int, int], int] = {}  # (ip, port) -> lane; ip WILDCARD_IP for any host
+        self._source_of: list[tuple[int, int] | None] = []  # by lane
+        self._on_port: dict[int, list[int]] = {}  # source port -> lanes (more than one: several hosts)
         self._receivers: list[RtpReceiver | None] = []
         self._sessions: list[BatchSession | None] = []
         self._free: list[int] = []
@@ -118,6 +121,28 @@ class RtpHub:
         self._log = log.bind(rtp_port=port)
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    @classmethod
+    def open_range(
+        cls,
+        host: str,
+        first: int,
+        last: int,
+        advertise_host: str | None = None,
+        batch: FrameBatch | None = None,
+        on_dropped: DropCallback | None = None,
+    ) -> RtpHub:
+        """An open hub on the first port of [first, last] no other process holds."""
+        for port in range(first, last + 1):
+            hub = cls(host, port, advertise_host, batch, on_dropped)
+            try:
+                hub.open()
+            except OSError as e:
+                if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue
+                raise
+            return hub
+        raise PortPoolExhausted(f"no free UDP port in {first}-{last} on {host} for the shared RTP socket")
+
     def open(self) -> None:
         """Bind the socket (raises OSError if the port is taken) and join the batch's ticks."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -162,9 +187,14 @@ class RtpHub:
         """Route `source`'s packets to `receiver` from now on; returns its lane. Raises ValueError
         if another receiver has that source."""
         host, port = source[0], int(source[1])
-        ip = WILDCARD_IP if host in WILDCARD_HOSTS else ip_to_int(host)
+        try:
+            ip = WILDCARD_IP if host in WILDCARD_HOSTS else ip_to_int(host)
+        except OSError:
+            raise ValueError(f"RTP source {host!r} is not an IPv4 address") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"RTP source port {port} is out of range")
         if (ip, port) in self._by_source or (WILDCARD_IP, port) in self._by_source or (
-            ip == WILDCARD_IP and any(p == port for _, p in self._by_source)
+            ip == WILDCARD_IP and port in self._on_port
         ):
             raise ValueError(f"RTP source {host}:{port} is already attached to another call")
         if not self._free:
@@ -173,8 +203,11 @@ class RtpHub:
         self._receivers[lane] = receiver
         self._sessions[lane] = None
         self._by_source[(ip, port)] = lane
+        self._source_of[lane] = (ip, port)
         self._ip[lane] = ip
-        self._port_lane[port] = lane if self._port_lane[port] == NO_LANE else SHARED_PORT
+        lanes = self._on_port.setdefault(port, [])
+        lanes.append(lane)
+        self._port_lane[port] = lane if len(lanes) == 1 else SHARED_PORT
         self._fast_len[lane] = -1
         self._slot[lane] = -1
         self.taken[lane] = 0
@@ -193,16 +226,21 @@ class RtpHub:
             return
         self._receivers[lane] = None
         self._unbind(lane)
-        key = next(k for k, v in self._by_source.items() if v == lane)
+        key = self._source_of[lane]
+        assert key is not None
+        self._source_of[lane] = None
         del self._by_source[key]
         port = key[1]
-        sharing = [v for (_, p), v in self._by_source.items() if p == port]
-        self._port_lane[port] = NO_LANE if not sharing else sharing[0] if len(sharing) == 1 else SHARED_PORT
+        lanes = self._on_port[port]
+        lanes.remove(lane)
+        self._port_lane[port] = NO_LANE if not lanes else lanes[0] if len(lanes) == 1 else SHARED_PORT
+        if not lanes:
+            del self._on_port[port]
         self._fast_len[lane] = -1
         self.taken[lane] = 0
         self._free.append(lane)
 
-    def bind(self, lane: int, session: BatchSession | None) -> None:
+    def bind_session(self, lane: int, session: BatchSession | None) -> None:
         """Let the lane's in-sequence 20 ms G.711 go to `session` as part of the tick's block (None:
         stop). The receiver's on_g711 must be what session.feed_g711 would do with them."""
         self._unbind(lane)
@@ -382,6 +420,7 @@ class RtpHub:
         new = max(64, 2 * old)
         self._receivers += [None] * (new - old)
         self._sessions += [None] * (new - old)
+        self._source_of += [None] * (new - old)
         self._free = list(range(new - 1, old - 1, -1)) + self._free
         for name in ("_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at"):
             arr = getattr(self, name)

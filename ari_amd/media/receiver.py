@@ -204,7 +204,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         in the hub's block, skipping on_g711 (None: stop). Only when on_g711 would do just
         session.feed_g711 with them. Without a hub, nothing to do."""
         if self._hub is not None and not self._closed:
-            self._hub.bind(self._lane, session)
+            self._hub.bind_session(self._lane, session)
 
     # -- what the layer above reads ---------------------------------------------------------
     @property

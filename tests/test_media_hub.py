@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ari_amd.detect import AmdParams, Mode
 from ari_amd.detect.detector import Detector, classify
@@ -25,6 +27,7 @@ from ari_amd.media.batch import FrameBatch
 from ari_amd.media.hub import STASH_S, RtpHub
 from ari_amd.media.mmsg import DatagramBatch
 from ari_amd.synth import DEV_CATEGORIES, make_clip
+from tests.test_fuzz_rtp import datagrams as fuzz_datagrams
 
 HOST = "127.0.0.1"
 FRAME = 160
@@ -373,4 +376,54 @@ def test_slin16_calls_go_through_their_receivers(sources: list[socket.socket]) -
     drain_all(hub)
     assert rx.stats.received == 5 and len(got) == 5 and all(len(x) == 320 for x in got)
     assert hub.stats.fast == 0  # only 20 ms G.711 goes by array
+    hub.close()
+
+
+@st.composite
+def hostile_traffic(draw: st.DrawFn) -> list[tuple[int, bytes, bool]]:
+    """A call's stream with garbage and near-valid RTP mixed in, each datagram from the call (0)
+    or a stranger (1), and whether the tick drains after it."""
+    n = draw(st.integers(1, 40))
+    start = draw(st.integers(0, 65535))
+    legit = [ulaw(start + i, payload_for(0, i)) for i in range(n)]
+    junk = st.tuples(st.sampled_from([0, 1]), fuzz_datagrams, st.booleans())
+    out = [(0, data, draw(st.booleans())) for data in legit]
+    for _ in range(draw(st.integers(0, 30))):
+        out.insert(draw(st.integers(0, len(out))), draw(junk))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(traffic=hostile_traffic())
+def test_hostile_datagrams_through_the_hub_match_a_receiver_of_its_own(
+    sources: list[socket.socket], traffic: list[tuple[int, bytes, bool]]
+) -> None:
+    call, stranger = sources[0], sources[1]
+    ref_batch, batch = RecordingBatch(), RecordingBatch()
+    ref_session = ref_batch.add(law="ulaw")
+    ref = RtpReceiver("ulaw", ref_session, on_g711=ref_session.feed_g711, expected_source=call.getsockname())
+    hub = hub_for(batch)
+    session = batch.add(law="ulaw")
+    rx = RtpReceiver.attach(hub, "ulaw", session, call.getsockname(), on_g711=session.feed_g711)
+    rx.bind_batch(session)
+    strangers = 0
+    for who, data, drain in traffic:
+        (call if who == 0 else stranger).sendto(data, (HOST, hub.port))
+        if who == 0:
+            ref.datagram_received(data, call.getsockname())
+        else:
+            strangers += 1
+        if drain:
+            drain_all(hub, batch)
+            ref_batch.process()
+    drain_all(hub, batch)
+    rx.flush()
+    ref.flush()
+    batch.process()
+    ref_batch.process()
+    s = hub.stats
+    assert s.datagrams == len(traffic) == s.fast + s.serial + s.unknown_source + s.truncated
+    assert s.unknown_source == strangers
+    assert rx.stats.as_dict() == ref.stats.as_dict()
+    assert np.array_equal(frames_of(batch, session.slot), frames_of(ref_batch, ref_session.slot))  # type: ignore[arg-type]
     hub.close()

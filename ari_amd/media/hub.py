@@ -117,6 +117,7 @@ class RtpHub:
         # ...and what it took since the receiver last looked (RtpReceiver._absorb).
         self.taken = np.zeros(0, dtype=np.int64)
         self.last_at = np.zeros(0, dtype=np.float64)
+        self.started = np.zeros(0, dtype=np.int64)  # -1, or the first sequence number of a stream taken by array
         self._stash: dict[tuple[str, int], deque[tuple[float, bytes]]] = {}
         self._log = log.bind(rtp_port=port)
 
@@ -212,6 +213,7 @@ class RtpHub:
         self._slot[lane] = -1
         self.taken[lane] = 0
         self.last_at[lane] = 0.0
+        self.started[lane] = -1
         stashed = self._stash.pop((host, port), None)
         if stashed:
             now = time.monotonic()
@@ -258,9 +260,11 @@ class RtpHub:
         self._slot[lane] = -1
 
     def refresh(self, lane: int) -> None:
-        """Copy the receiver's fast-path expectations to the lane's arrays (after it changed them)."""
+        """Copy the receiver's fast-path expectations to the lane's arrays (after it changed them).
+        SSRC and sequence number -1: the receiver has had no packet, and takes the first plain one
+        from its source as the start of the stream."""
         receiver = self._receivers[lane]
-        state = receiver._fast_state() if receiver is not None else None
+        state = receiver._fast_state(concrete_source=self._ip[lane] != WILDCARD_IP) if receiver is not None else None
         session = self._sessions[lane]
         if state is None or session is None or session.closed or session.slot is None:
             # Without a session to take blocks, the receiver's own path handles every packet.
@@ -336,12 +340,21 @@ class RtpHub:
         rank = occurrence_rank(lanes)
         seq = (head[:, 2].astype(np.int64) << 8) | head[:, 3]
         ssrc = head[:, 8:12].copy().view(">u4").ravel().astype(np.int64)
+        want_ssrc, want_seq = self._ssrc[lanes], self._next_seq[lanes]
+        fresh = want_seq < 0  # a call's first packets: its stream starts at the first one's numbers
+        if fresh.any():
+            first = fresh & (rank == 0)
+            start_seq, start_ssrc = np.full(len(self._receivers), -1), np.full(len(self._receivers), -1)
+            start_seq[lanes[first]], start_ssrc[lanes[first]] = seq[first], ssrc[first]
+            want_seq = np.where(fresh, start_seq[lanes], want_seq)
+            want_ssrc = np.where(fresh, start_ssrc[lanes], want_ssrc)
+        # The marker bit is let through: the receiver takes a marked packet in sequence the same way.
         ok = (
             (lengths[rows] == self._fast_len[lanes])
             & (head[:, 0] == 0x80)
-            & (head[:, 1] == self._fast_pt[lanes])
-            & (ssrc == self._ssrc[lanes])
-            & (seq == (self._next_seq[lanes] + rank) & 0xFFFF)
+            & ((head[:, 1] & 0x7F) == self._fast_pt[lanes])
+            & (ssrc == want_ssrc)
+            & (seq == (want_seq + rank) & 0xFFFF)
         )
         serial = self.batch.serial_slots() if self.batch is not None else set()
         if serial:
@@ -355,6 +368,10 @@ class RtpHub:
         if len(fast):
             counts = np.bincount(fast, minlength=len(self._receivers))
             took = counts > 0
+            if fresh.any():
+                started = took & (self._next_seq < 0)
+                self.started[started] = start_seq[started]  # for the receiver to take up (_absorb)
+                self._ssrc[started], self._next_seq[started] = start_ssrc[started], start_seq[started]
             self._next_seq[took] = (self._next_seq[took] + counts[took]) & 0xFFFF
             self.taken += counts
             self.last_at[took] = time.monotonic()
@@ -422,13 +439,14 @@ class RtpHub:
         self._sessions += [None] * (new - old)
         self._source_of += [None] * (new - old)
         self._free = list(range(new - 1, old - 1, -1)) + self._free
-        for name in ("_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at"):
+        for name in ("_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at", "started"):
             arr = getattr(self, name)
             grown = np.zeros(new, dtype=arr.dtype)
             grown[:old] = arr
             setattr(self, name, grown)
         self._fast_len[old:] = -1
         self._slot[old:] = -1
+        self.started[old:] = -1
 
 
 FRAME_BYTES = 160  # one 20 ms G.711 payload

@@ -403,6 +403,17 @@ class RtpReceiver(asyncio.DatagramProtocol):
             return
         n = int(hub.taken[self._lane])
         hub.taken[self._lane] = 0
+        start = int(hub.started[self._lane])
+        if start >= 0:
+            # The array path took the stream's first packets: pinned and started as datagram_received would.
+            hub.started[self._lane] = -1
+            assert self._expected is not None
+            self._source = self._expected
+            self._fast_ssrc = int(hub._ssrc[self._lane]).to_bytes(4, "big")
+            self._ssrc = int(hub._ssrc[self._lane])
+            self._fast_len, self._fast_pt, self._fast_g711 = HEADER_LEN + G711_FRAME_BYTES, self._payload_type, self.on_g711  # type: ignore[assignment]
+            self._reorder.start(start)
+            self._log.debug("rtp_source_pinned", source=f"{self._source[0]}:{self._source[1]}", ssrc=self._ssrc)
         s = self._stats
         s.datagrams += n
         s.received += n
@@ -416,9 +427,21 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if self._hub is not None and not self._closed:
             self._hub.refresh(self._lane)
 
-    def _fast_state(self) -> tuple[int, int, int, int] | None:
+    def _fast_state(self, concrete_source: bool = False) -> tuple[int, int, int, int] | None:
         """What the hub may take by array for this call: (datagram length, payload type, SSRC, next
-        sequence number), when its next packets are 20 ms G.711 straight on to on_g711."""
+        sequence number), when its next packets are 20 ms G.711 straight on to on_g711. Before
+        any packet, with a concrete expected source (not a wildcard host), SSRC and sequence number
+        are -1: the first plain 20 ms packet from it starts the stream."""
+        if (
+            concrete_source
+            and self._source is None
+            and self._ssrc is None
+            and self._reorder.next_seq is None
+            and self.on_g711 is not None
+            and self._payload_type is not None
+            and not self._closed
+        ):
+            return HEADER_LEN + G711_FRAME_BYTES, self._payload_type, -1, -1
         if (
             self._closed
             or self._fast_g711 is None

@@ -101,6 +101,11 @@ class ReorderBuffer(Generic[T]):
         """Nothing held back and no jump pending: the next packet due is taken as it comes."""
         return self._next is not None and not self._pending and self._probe is None
 
+    def start(self, seq: int) -> None:
+        """Begin the stream at `seq` (the first packet, taken elsewhere: `took` accounts for it)."""
+        assert self._next is None and not self._pending
+        self._next = self._highest = seq
+
     def took(self, count: int) -> None:
         """Account for `count` packets, from the one due on, taken in sequence elsewhere (a shared
         socket's array fast path): as `count` calls of take_next would."""

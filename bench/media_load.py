@@ -210,7 +210,9 @@ async def trial(
     start_of = [int(ramp_s / PACKET_S * k / n) for k in range(n)]  # answered one after another over the ramp
     ctx = mp.get_context("spawn")
     ctrl, out = ctx.Queue(), ctx.Queue()
-    sender = ctx.Process(target=send_streams, args=(plan.clips, clip_of, phase_of, start_of, shared, ctrl, out))
+    # A daemon: if this trial fails while setting up, the sender (waiting for its go) goes with it.
+    sender = ctx.Process(target=send_streams, args=(plan.clips, clip_of, phase_of, start_of, shared, ctrl, out),
+                         daemon=True)  # fmt: skip
     sender.start()
     streams = [Stream(k, clip_of[k], mode_of[k], 0.0) for k in range(n)]  # base set once t0 is known
     lengths = [len(plan.clips[c]) // FRAME for c in clip_of]

@@ -401,6 +401,21 @@ async def test_pool_exhaustion_is_a_clear_error(free_range: tuple[int, int]) -> 
         squatter.close()
 
 
+def test_a_port_held_elsewhere_is_skipped_under_uvloop_too(free_range: tuple[int, int]) -> None:
+    uvloop = pytest.importorskip("uvloop")  # its bind error carries no errno: the pool binds itself
+    first = free_range[0]
+
+    async def run() -> None:
+        pool = PortPool(first, first + 1, host=HOST)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+            squatter.bind((HOST, first))
+            rx = await RtpReceiver.open(pool, "ulaw", Collector())
+            assert rx.port == first + 1
+            await rx.aclose()
+
+    uvloop.run(run())
+
+
 async def test_a_wildcard_bind_advertises_the_address_given(free_range: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match="advertise_host"):
         PortPool(*free_range, host="0.0.0.0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -68,15 +69,24 @@ class PortPool:
         """Bind the next free port of the range; raises PortPoolExhausted when none is left."""
         loop = asyncio.get_running_loop()
         busy_elsewhere = 0
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for port in self._candidates():
+            # Bound here, not by create_datagram_endpoint(local_addr=...): uvloop's error for a port
+            # in use carries no errno, and a port another process holds must be skipped, not fatal.
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    protocol_factory, local_addr=(self.host, port)
-                )
+                sock.bind((self.host, port))
             except OSError as e:
+                sock.close()
                 if e.errno in (errno.EADDRINUSE, errno.EACCES):
                     busy_elsewhere += 1  # another process holds it: try the next one
                     continue
+                raise
+            sock.setblocking(False)
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
+            except BaseException:
+                sock.close()
                 raise
             self._in_use.add(port)
             self._cursor = self.first + (port - self.first + 1) % self.size

@@ -457,6 +457,37 @@ class _FramingOnly(FrameBatch):
         pass
 
 
+def hub_cost(packets: list[list[bytes]], rounds: int) -> float:
+    """CPU us per packet of RtpHub.drain (recvmmsg, routing, the array checks, the block queued):
+    each call sends its packets from a socket of its own, a 20 ms round of every call's at a time,
+    into one hub, drained after each round. The sending is not counted."""
+    batch = _FramingOnly()
+    hub = RtpHub("127.0.0.1", 0, batch=batch)
+    hub.open()
+    socks = []
+    for _ in packets:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    for sock in socks:
+        session = batch.add(law="ulaw")
+        RtpReceiver.attach(hub, "ulaw", session, sock.getsockname(), on_g711=session.feed_g711).bind_batch(session)
+    cpu = 0.0
+    drained = 0
+    for i in range(min(rounds, min(len(p) for p in packets))):
+        for sock, stream in zip(socks, packets):
+            sock.sendto(stream[i], ("127.0.0.1", hub.port))
+        time.sleep(0.005)  # loopback has delivered them all
+        t = time.process_time()
+        drained += hub.drain()
+        cpu += time.process_time() - t
+        batch.process()
+    hub.close()
+    for sock in socks:
+        sock.close()
+    return cpu / max(drained, 1) * 1e6
+
+
 def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
     """CPU microseconds per packet (or frame) of each stage, for n streams of the plan's clips."""
     from ari_amd.media import build_packet
@@ -481,6 +512,8 @@ def breakdown(plan: Plan, n: int = BREAKDOWN_STREAMS) -> dict[str, float]:
             if i < len(stream):
                 rx.datagram_received(stream[i], addr)
     out["receiver"] = (time.process_time() - t) / total * 1e6
+
+    out["hub"] = hub_cost(packets[:n], rounds=25)
 
     frames = [decode_ulaw(np.frombuffer(plan.clips[c], dtype=np.uint8)).reshape(-1, FRAME) for c in clip_of]
     payloads = [[plan.clips[c][i * FRAME : (i + 1) * FRAME] for i in range(len(plan.clips[c]) // FRAME)]
@@ -618,15 +651,17 @@ def main() -> int:
     )
     if not args.no_breakdown:
         b = breakdown(plan)
-        per_packet = b["receiver"] + b["active_share"] * (b["framing"] + b["analyze"] + b["decision"])
+        ingest = b["hub"] if args.socket == "shared" else b["receiver"]
+        per_packet = ingest + b["active_share"] * (b["framing"] + b["analyze"] + b["decision"])
         print(
-            f"CPU per packet, each stage alone ({BREAKDOWN_STREAMS} streams in this process, no sockets): "
-            f"RtpReceiver {b['receiver']:.1f} us; then per frame decided: batch framing {b['framing']:.1f}, "
+            f"CPU per packet, each stage alone ({BREAKDOWN_STREAMS} streams in this process): RtpReceiver "
+            f"{b['receiver']:.1f} us (no socket), or with every call on one RtpHub socket {b['hub']:.1f} us "
+            f"(the system calls and routing included); then per frame decided: batch framing {b['framing']:.1f}, "
             f"analyze {b['analyze']:.1f}, decision step {b['decision']:.1f} us (call by call: "
             f"{b['decision_scalar']:.1f}; Detector.feed per packet instead: "
             f"{b['feed_per_packet']:.0f} us). {b['active_share']:.0%} of frames are decided (the rest follow the "
-            f"call's final verdict): {per_packet:.1f} us per packet, {1e6 / 50 / per_packet:.0f} calls per core "
-            f"before sockets and the event loop."
+            f"call's final verdict): {per_packet:.1f} us per packet ({args.socket} socket), "
+            f"{1e6 / 50 / per_packet:.0f} calls per core."
         )
     print(header)
     results = []

@@ -23,7 +23,7 @@ from ari_amd.detect import AmdParams, Mode
 from ari_amd.detect.detector import Detector, classify
 from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.media import PortPoolExhausted, RtpReceiver, build_packet
-from ari_amd.media.batch import FrameBatch
+from ari_amd.media.batch import BatchSession, FrameBatch
 from ari_amd.media.hub import STASH_S, RtpHub
 from ari_amd.media.mmsg import DatagramBatch
 from ari_amd.synth import DEV_CATEGORIES, make_clip
@@ -80,6 +80,21 @@ def drain_all(hub: RtpHub, batch: FrameBatch | None = None) -> None:
         batch.process()
 
 
+def bound_call(hub: RtpHub, batch: FrameBatch, source: socket.socket,
+               detector: Detector | None = None) -> tuple[RtpReceiver, BatchSession]:  # fmt: skip
+    """A call on the hub as the service sets one up: its receiver feeds its batch session, which
+    takes the hub's blocks."""
+    session = batch.add(detector, law="ulaw")
+    rx = RtpReceiver.attach(hub, "ulaw", session, source.getsockname(), on_g711=session.feed_g711)
+    rx.bind_batch(session)
+    return rx, session
+
+
+def send_run(source: socket.socket, hub: RtpHub, seqs: range, call: int = 0) -> None:
+    for i in seqs:
+        source.sendto(ulaw(i, payload_for(call, i)), (HOST, hub.port))
+
+
 def ulaw(seq: int, payload: bytes, ssrc: int = 7, pt: int = 0, marker: bool = False) -> bytes:
     return build_packet(payload, sequence=seq & 0xFFFF, timestamp=seq * FRAME, ssrc=ssrc, payload_type=pt,
                         marker=marker)  # fmt: skip
@@ -131,12 +146,7 @@ def test_each_call_gets_what_a_receiver_of_its_own_gets(sources: list[socket.soc
         refs.append((rx, session))
     batch = RecordingBatch()
     hub = hub_for(batch, recvmmsg)
-    calls = []
-    for sock in sources:
-        session = batch.add(law="ulaw")
-        rx = RtpReceiver.attach(hub, "ulaw", session, sock.getsockname(), on_g711=session.feed_g711)
-        rx.bind_batch(session)
-        calls.append((rx, session))
+    calls = [bound_call(hub, batch, sock) for sock in sources]
     cursor = [0] * len(streams)
     while any(c < len(s) for c, s in zip(cursor, streams)):
         # Interleaved calls, bursts of any length between drains (a late tick reads many at once).
@@ -172,10 +182,7 @@ def test_verdicts_through_the_hub_match_offline_classify(sources: list[socket.so
     dets = []
     for k, sock in enumerate(sources[: len(clips)]):
         det = Detector(modes[k % 2])
-        session = batch.add(det, law="ulaw")
-        rx = RtpReceiver.attach(hub, "ulaw", session, sock.getsockname(), on_g711=session.feed_g711)
-        rx.bind_batch(session)
-        dets.append((det, session))
+        dets.append((det, bound_call(hub, batch, sock, det)[1]))
     payloads = [encode_ulaw(c).tobytes() for c in clips]
     for i in range(max(len(p) for p in payloads) // FRAME):
         for k, p in enumerate(payloads):
@@ -197,9 +204,7 @@ def test_a_spoofed_source_changes_nothing_and_is_counted(sources: list[socket.so
     hub = RtpHub(HOST, 0, batch=batch, on_dropped=lambda reason, n: dropped.append((reason, n)))
     hub.open()
     call, spoofer = sources[0], sources[1]
-    session = batch.add(law="ulaw")
-    rx = RtpReceiver.attach(hub, "ulaw", session, call.getsockname(), on_g711=session.feed_g711)
-    rx.bind_batch(session)
+    rx, session = bound_call(hub, batch, call)
     for i in range(20):
         call.sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
         # The same SSRC and the sequence number due next: only the source tells them apart.
@@ -216,8 +221,7 @@ def test_packets_before_the_call_attaches_are_kept_a_moment(sources: list[socket
     batch = RecordingBatch()
     hub = hub_for(batch)
     early, late = sources[0], sources[1]
-    for i in range(3):
-        early.sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
+    send_run(early, hub, range(3))
     late.sendto(ulaw(0, payload_for(1, 0)), (HOST, hub.port))
     drain_all(hub, batch)
     session = batch.add(law="ulaw")
@@ -234,19 +238,15 @@ def test_packets_before_the_call_attaches_are_kept_a_moment(sources: list[socket
 def test_a_call_that_left_the_batch_feeds_no_one_who_takes_its_slot(sources: list[socket.socket]) -> None:
     batch = RecordingBatch()
     hub = hub_for(batch)
-    old = batch.add(law="ulaw")
-    rx = RtpReceiver.attach(hub, "ulaw", old, sources[0].getsockname(), on_g711=old.feed_g711)
-    rx.bind_batch(old)
-    for i in range(5):
-        sources[0].sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
+    rx, old = bound_call(hub, batch, sources[0])
+    send_run(sources[0], hub, range(5))
     drain_all(hub, batch)
     slot = old.slot
     old.close()  # detection over; the tap (and its receiver) goes a moment later
     batch.process()  # the slot is free after this tick
     new = batch.add(law="ulaw")
     assert new.slot == slot
-    for i in range(5, 10):
-        sources[0].sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
+    send_run(sources[0], hub, range(5, 10))
     drain_all(hub, batch)
     assert rx.stats.received == 10
     assert len(frames_of(batch, slot)) == 5  # the old call's five, none after it left  # type: ignore[arg-type]
@@ -256,16 +256,12 @@ def test_a_call_that_left_the_batch_feeds_no_one_who_takes_its_slot(sources: lis
 def test_g711_from_the_hub_stays_behind_frames_queued_another_way(sources: list[socket.socket]) -> None:
     batch = RecordingBatch()
     hub = hub_for(batch)
-    session = batch.add(law="ulaw")
-    rx = RtpReceiver.attach(hub, "ulaw", session, sources[0].getsockname(), on_g711=session.feed_g711)
-    rx.bind_batch(session)
-    for i in range(3):
-        sources[0].sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
+    rx, session = bound_call(hub, batch, sources[0])
+    send_run(sources[0], hub, range(3))
     drain_all(hub, batch)
     held = np.full(FRAME, 1000, dtype=np.int16)
     session.feed(held)  # e.g. what the tap heard before detection started, queued as int16
-    for i in range(3, 6):
-        sources[0].sendto(ulaw(i, payload_for(0, i)), (HOST, hub.port))
+    send_run(sources[0], hub, range(3, 6))
     drain_all(hub, batch)
     got = frames_of(batch, session.slot)  # type: ignore[arg-type]
     assert len(got) == 7
@@ -403,9 +399,7 @@ def test_hostile_datagrams_through_the_hub_match_a_receiver_of_its_own(
     ref_session = ref_batch.add(law="ulaw")
     ref = RtpReceiver("ulaw", ref_session, on_g711=ref_session.feed_g711, expected_source=call.getsockname())
     hub = hub_for(batch)
-    session = batch.add(law="ulaw")
-    rx = RtpReceiver.attach(hub, "ulaw", session, call.getsockname(), on_g711=session.feed_g711)
-    rx.bind_batch(session)
+    rx, session = bound_call(hub, batch, call)
     strangers = 0
     for who, data, drain in traffic:
         (call if who == 0 else stranger).sendto(data, (HOST, hub.port))

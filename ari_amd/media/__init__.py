@@ -1,4 +1,5 @@
-"""RTP from Asterisk's externalMedia: parse, validate, pin the source, reorder, decode, hand on."""
+"""RTP from Asterisk's externalMedia: receive (a port per call, or every call on one RtpHub
+socket), parse, validate, pin the source, reorder, decode, hand on."""
 
 from ari_amd.media.ports import PortPool, PortPoolExhausted
 from ari_amd.media.receiver import FORMATS, AudioCallback, G711Callback, MediaFormat, ReceiverStats, RtpReceiver

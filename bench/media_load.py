@@ -69,7 +69,7 @@ from ari_amd.detect.vector import VectorDecider
 from ari_amd.media import PortPool, RtpReceiver
 from ari_amd.media.batch import TICK_MS, FrameBatch, occurrence_rank
 from ari_amd.media.hub import RtpHub
-from ari_amd.media.heap import keep_heap
+from ari_amd.media.heap import freeze_startup_objects, keep_heap
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
@@ -202,6 +202,7 @@ def send_streams(
 async def trial(
     plan: Plan, n: int, engine: str, tick_ms: int, freeze_gc: bool, ramp_s: float, shared: bool
 ) -> dict[str, Any]:
+    freeze_startup_objects()  # as FrameBatch.run does in the service, before its calls come
     rss0 = rss_kb()
     n_clips = len(plan.clips)
     clip_of = [k % n_clips for k in range(n)]

@@ -28,7 +28,7 @@ from ari_amd.detect.g711 import G711_TO_FLOAT, decode_g711_frame
 from ari_amd.detect.resample import Decimator
 from ari_amd.detect.vector import MIN_VECTOR_ROWS, VectorDecider
 from ari_amd.detect.verdict import AmdEvent
-from ari_amd.media.heap import keep_heap
+from ari_amd.media.heap import freeze_startup_objects, keep_heap
 
 TICK_MS = 10  # half a packet interval: calls' packets arrive spread over the 20 ms
 # analyze's temporaries for 1000 rows (several MB of complex128) fall out of cache and cost
@@ -381,6 +381,7 @@ class FrameBatch:
     async def run(self) -> None:
         """Tick until cancelled (one task per event loop)."""
         keep_heap()  # this process decides calls: keep its temporaries' pages between ticks
+        freeze_startup_objects()  # and keep full collections, which stall a tick, short
         period = self.tick_ms / 1000
         vector = self._vector
         while True:

@@ -69,7 +69,11 @@ class MediaTap:
         await self.ari.snoop(self.channel_id, self.events.app, "in", snoop_id=self.snoop_id, app_args=TAP_ARG)
         self.snooped_at = time.monotonic()
         self._created.add(self.snoop_id)
-        target = receiver.external_host if receiver is not None else hub.external_host  # type: ignore[union-attr]
+        if receiver is not None:
+            target = receiver.external_host
+        else:
+            assert hub is not None
+            target = hub.external_host
         em = await self.ari.external_media(self.events.app, target, self.format, channel_id=self.media_id)
         self._created.add(self.media_id)
         source = em.rtp_source()

@@ -273,6 +273,10 @@ class FrameBatch:
         self._g711_segments.append((law, payloads, slots))
         self._g711_queued += len(slots)
 
+    def taking(self, slots: np.ndarray) -> np.ndarray:
+        """Which of these sessions' slots still take frames (not decided, not closed)."""
+        return ~self._vector.finished[slots]
+
     def serial_slots(self) -> set[int]:
         """Slots whose G.711 frames must go through feed_g711 one by one this tick (to stay in
         order behind int16 or float frames), not queue_g711_block."""

@@ -401,7 +401,7 @@ class RtpHub:
         slots = self._slot[lanes]
         live = slots >= 0
         if live.any():
-            live[live] = ~batch._vector.finished[slots[live]]
+            live[live] = batch.taking(slots[live])
         if not live.any():
             return
         payloads = self._buf.data[rows[live], HEADER_LEN : HEADER_LEN + FRAME_BYTES]

@@ -254,6 +254,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
         May come after packets did: the externalMedia response can trail the first RTP. If the
         receiver had pinned someone else first, it re-pins and starts the stream over.
         """
+        if self._hub is not None and (host, int(port)) != self._expected:
+            raise ValueError("a receiver on the shared socket has the source it was attached with")
         self._absorb()
         self._expected = (host, int(port))
         if self._source is not None and not self._matches_expected(self._source):
@@ -411,7 +413,10 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._source = self._expected
             self._fast_ssrc = int(hub._ssrc[self._lane]).to_bytes(4, "big")
             self._ssrc = int(hub._ssrc[self._lane])
-            self._fast_len, self._fast_pt, self._fast_g711 = HEADER_LEN + G711_FRAME_BYTES, self._payload_type, self.on_g711  # type: ignore[assignment]
+            assert self._payload_type is not None  # G.711's static type: only such streams start by array
+            self._fast_len = HEADER_LEN + G711_FRAME_BYTES
+            self._fast_pt = self._payload_type
+            self._fast_g711 = self.on_g711
             self._reorder.start(start)
             self._log.debug("rtp_source_pinned", source=f"{self._source[0]}:{self._source[1]}", ssrc=self._ssrc)
         s = self._stats

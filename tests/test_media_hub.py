@@ -330,7 +330,10 @@ def test_a_closed_receiver_gives_its_lane_back(sources: list[socket.socket]) -> 
 
 def test_bad_sources_and_hosts_are_refused_by_name(sources: list[socket.socket]) -> None:
     hub = hub_for(None)
-    RtpReceiver.attach(hub, "ulaw", lambda x, r: None, sources[0].getsockname())
+    rx = RtpReceiver.attach(hub, "ulaw", lambda x, r: None, sources[0].getsockname())
+    with pytest.raises(ValueError, match="the source it was attached with"):
+        rx.expect_source(HOST, 1)
+    rx.expect_source(*sources[0].getsockname())  # the same one: nothing to change
     with pytest.raises(ValueError, match="already attached"):
         RtpReceiver.attach(hub, "ulaw", lambda x, r: None, sources[0].getsockname())
     with pytest.raises(ValueError, match="already attached"):

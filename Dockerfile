@@ -20,4 +20,7 @@ USER ari-amd
 WORKDIR /var/lib/ari-amd
 # The HTTP API (Twilio/Plivo/Telnyx dialects, health, metrics).
 EXPOSE 8080
+# Every call's RTP arrives on one UDP socket (rtp.socket = "shared", the first free port of
+# rtp.port_first-port_last). As this unprivileged user its receive buffer is capped by the host's
+# net.core.rmem_max: raise it to 16777216 for more than ~250 calls (see the README).
 CMD ["ari-amd", "serve"]

@@ -45,7 +45,7 @@ DROP_REASONS: dict[str, str] = {
     "out_of_range": "out_of_range",
 }
 # Datagrams the shared RTP socket (ari_amd.media.hub) gave to no call, by reason.
-HUB_DROP_REASONS = ("unknown_source", "oversized")
+HUB_DROP_REASONS = ("unknown_source", "oversized", "socket_overflow")
 # One detector tick's work, in seconds: under a millisecond for a few calls; near the tick
 # (10 ms) and beyond, the media process is saturated and frames start to wait.
 BATCH_TICK_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)

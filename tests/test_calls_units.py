@@ -38,6 +38,7 @@ def test_settings_default_to_the_lab_and_read_toml_then_environment(tmp_path: Pa
 @pytest.mark.parametrize(("toml", "env", "message"), [
     ('[rtp]\nport_first = "x"\n', {}, "rtp.port_first must be a number"),
     ('[rtp]\nformat = "opus"\n', {}, "rtp.format must be one of"),
+    ('[rtp]\nsocket = "one"\n', {}, "rtp.socket must be one of shared, per_call"),
     ('[ari]\nnope = 1\n', {}, "unknown setting [ari] nope"),
     ('[endpoints]\ntemplate = "PJSIP/trunk"\n', {}, "must contain {number}"),
     ("", {"ARI_AMD_HTTP_PORT": "eighty"}, "ARI_AMD_HTTP_PORT: http.port must be a number"),

@@ -9,6 +9,7 @@ apart by are the kernel's.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -423,4 +424,17 @@ def test_hostile_datagrams_through_the_hub_match_a_receiver_of_its_own(
     assert s.unknown_source == strangers
     assert rx.stats.as_dict() == ref.stats.as_dict()
     assert np.array_equal(frames_of(batch, session.slot), frames_of(ref_batch, ref_session.slot))  # type: ignore[arg-type]
+    hub.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/udp"), reason="the kernel's drop counts are read from /proc/net/udp")
+def test_datagrams_the_kernel_dropped_for_a_full_buffer_are_counted(sources: list[socket.socket]) -> None:
+    dropped: list[tuple[str, int]] = []
+    hub = RtpHub(HOST, 0, on_dropped=lambda reason, n: dropped.append((reason, n)), receive_buffer=4096)
+    hub.open()  # a buffer of a few packets, as an unprivileged process on a default kernel gets, but smaller
+    rx = RtpReceiver.attach(hub, "ulaw", lambda x, r: None, sources[0].getsockname())
+    send_run(sources[0], hub, range(200))  # no tick drains while they arrive
+    drain_all(hub)
+    assert hub.stats.overflow > 0 and rx.stats.received == 200 - hub.stats.overflow
+    assert ("socket_overflow", hub.stats.overflow) in dropped
     hub.close()

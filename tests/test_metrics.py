@@ -175,3 +175,29 @@ async def test_the_running_batch_reports_every_busy_tick_and_survives_a_failing_
     assert all(seconds > 0 for seconds, _, _ in calls) and batch.callback_errors == 1
     assert value(m, "ari_amd_batch_frames_total", step="vector") + value(m, "ari_amd_batch_frames_total",
                                                                           step="scalar") == decided
+
+
+async def test_the_shared_rtp_socket_counts_what_no_call_takes() -> None:
+    import socket
+    import time
+
+    from ari_amd.calls.config import Settings
+    from ari_amd.calls.engine import CallEngine
+    from ari_amd.media import build_packet
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1]
+    engine = CallEngine(Settings(rtp_port_first=first, rtp_port_last=min(first + 9, 65535)))
+    engine.open_media()  # what start() and `serve` do before anything else
+    assert engine.hub is not None and engine.ctx.hub is engine.hub
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            for seq in range(3):
+                stranger.sendto(build_packet(bytes(160), sequence=seq, timestamp=0, ssrc=1), ("127.0.0.1", engine.hub.port))
+            time.sleep(0.01)
+            engine.hub.drain()
+        assert value(engine.metrics, "ari_amd_rtp_packets_dropped_total", reason="unknown_source") == 3
+    finally:
+        engine.hub.close()
+        await engine.ari.close()

@@ -23,6 +23,7 @@ little in a small per-source stash, then are dropped and counted.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections import deque
@@ -45,8 +46,12 @@ if TYPE_CHECKING:
 READ_BATCH = 1024  # datagrams per recvmmsg call
 # Bytes of receive buffer asked for: a tick's packets for 1000 calls (~500), with room for a
 # tick that runs late, at the kernel's ~1-2 KB of accounting per small datagram. Without
-# CAP_NET_ADMIN the kernel caps it at net.core.rmem_max (the hub logs what it got).
+# CAP_NET_ADMIN the kernel caps it at net.core.rmem_max: Debian's default, 208 KB, holds ~256
+# packets, 5 ms of 1000 calls' RTP, so the hub logs what it got and counts the kernel's drops.
 RECEIVE_BUFFER = 16 << 20
+PACKET_TRUESIZE = 832  # bytes of receive buffer a 172-byte datagram takes on loopback (measured: 256 in 208 KB)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux's number; Python names it from 3.12 on
+DROPS_CHECK_S = 1.0  # how often the kernel's drop count for the socket is read (/proc/net/udp)
 STASH_SOURCES = 64  # strangers whose packets are held for a moment in case their call attaches
 STASH_PACKETS = 16  # per source
 STASH_S = 1.0
@@ -64,6 +69,7 @@ class HubStats:
     fast: int = 0  # taken by the array path
     serial: int = 0  # handed to a receiver one by one
     unknown_source: int = 0  # from no attached call's source (dropped once out of the stash)
+    overflow: int = 0  # dropped by the kernel: the receive buffer was full (Linux: /proc/net/udp)
     truncated: int = 0  # longer than any RTP packet we take
     reads: int = 0  # recvmmsg calls that returned datagrams
     socket_errors: int = 0
@@ -83,9 +89,11 @@ class RtpHub:
         batch: FrameBatch | None = None,
         on_dropped: DropCallback | None = None,
         max_datagram: int = 1500,
+        receive_buffer: int = RECEIVE_BUFFER,
     ) -> None:
         """batch: the FrameBatch whose ticks drain the hub (and whose sessions take blocks);
-        without one, call `drain` yourself. port 0 binds any free port."""
+        without one, call `drain` yourself. port 0 binds any free port. receive_buffer: bytes
+        asked of the kernel for the socket."""
         if advertise_host is None and host in WILDCARD_HOSTS:
             raise ValueError(f"binding {host!r} needs an advertise_host Asterisk can send to")
         if ":" in host:
@@ -95,6 +103,7 @@ class RtpHub:
         self.advertise_host = advertise_host or host
         self.batch = batch
         self.on_dropped = on_dropped
+        self.receive_buffer = receive_buffer
         self.stats = HubStats()
         self._sock: socket.socket | None = None
         self._buf = DatagramBatch(READ_BATCH, max_datagram + 1)  # one byte more: a longer datagram shows as truncated
@@ -119,6 +128,8 @@ class RtpHub:
         self.last_at = np.zeros(0, dtype=np.float64)
         self.started = np.zeros(0, dtype=np.int64)  # -1, or the first sequence number of a stream taken by array
         self._stash: dict[tuple[str, int], deque[tuple[float, bytes]]] = {}
+        self._inode = 0  # the socket's, to find its line in /proc/net/udp
+        self._drops_checked = 0.0
         self._log = log.bind(rtp_port=port)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -150,9 +161,9 @@ class RtpHub:
         try:
             sock.setblocking(False)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)  # SO_RCVBUFFORCE: root may pass rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer)  # root may pass rmem_max
             except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             sock.bind((self.host, self.port))
         except OSError:
             sock.close()
@@ -160,10 +171,14 @@ class RtpHub:
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._log = log.bind(rtp_port=self.port)
+        self._inode = os.fstat(sock.fileno()).st_ino
         got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        level = self._log.info if got >= RECEIVE_BUFFER else self._log.warning
-        level("rtp_hub_open", host=self.host, receive_buffer=got, recvmmsg=self._buf.uses_recvmmsg,
-              hint=None if got >= RECEIVE_BUFFER else f"raise net.core.rmem_max to {RECEIVE_BUFFER} for 1000 calls")
+        # A 10 ms tick that runs 10 ms late: 20 ms of every call's packets, one each, must fit.
+        calls = got // PACKET_TRUESIZE
+        level = self._log.info if got >= self.receive_buffer else self._log.warning
+        level("rtp_hub_open", host=self.host, receive_buffer=got, calls_held=calls, recvmmsg=self._buf.uses_recvmmsg,
+              hint=None if got >= self.receive_buffer else
+              f"about {calls} calls fit: raise net.core.rmem_max to {RECEIVE_BUFFER} (or give CAP_NET_ADMIN) for more")
         if self.batch is not None:
             self.batch.feeders.append(self.drain)
 
@@ -303,7 +318,22 @@ class RtpHub:
                 break
         if self._stash:
             self._expire_stash()
+        now = time.monotonic()
+        if now - self._drops_checked >= DROPS_CHECK_S:
+            self._drops_checked = now
+            self._count_overflow()
         return total
+
+    def _count_overflow(self) -> None:
+        """Datagrams the kernel dropped since last time because the receive buffer was full."""
+        drops = kernel_drops(self._inode)
+        if drops is None or drops <= self.stats.overflow:
+            return
+        new, self.stats.overflow = drops - self.stats.overflow, drops
+        if self.on_dropped is not None:
+            self.on_dropped("socket_overflow", new)
+        self._log.warning("rtp_hub_overflow", dropped=new, total=drops,
+                          hint=f"raise net.core.rmem_max to {RECEIVE_BUFFER}, or the ticks run late")
 
     def _route(self, n: int) -> None:
         buf = self._buf
@@ -452,3 +482,17 @@ class RtpHub:
 FRAME_BYTES = 160  # one 20 ms G.711 payload
 LAWS = tuple(sorted(G711_TO_FLOAT))
 
+
+def kernel_drops(inode: int) -> int | None:
+    """The kernel's count of datagrams dropped for the UDP socket with this inode (the last column
+    of /proc/net/udp), or None where there is no such file."""
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 12 and fields[9] == str(inode):
+                    return int(fields[-1])
+    except (OSError, ValueError, StopIteration):
+        return None
+    return None

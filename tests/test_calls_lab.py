@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ from ari_amd.ari import ChannelUserevent, naming
 from ari_amd.calls.engine import CallEngine
 from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallRequest, CallStatus, PlaceError
 from ari_amd.detect import AmdParams, AnsweredBy, Mode, Verdict
+from ari_amd.media import build_packet
 from tests import labkit
 
 pytestmark = pytest.mark.lab
@@ -313,6 +315,34 @@ async def test_media_that_stops_ends_detection_by_the_wall_clock(tmp_path: Path)
         await eng.close()
         labkit.stop_callee()
         await assert_nothing_left(eng)
+
+
+async def test_spoofed_rtp_into_the_shared_socket_changes_no_verdict(engine: CallEngine, tmp_path: Path) -> None:
+    """A stranger floods ari-amd's RTP socket mid-call with loud, well-formed RTP (mu-law 0x00 is
+    full scale): the call's verdict is the one its own audio gives, and every spoof is counted."""
+    clips = labkit.write_clips(tmp_path / "clips", [("human_residential", 21)])
+    (name, path), = clips.items()
+    labkit.callee(str(path), "--max-time", "40")
+    call = await engine.place(CallRequest(labkit.endpoint(name), ENABLE))
+    answered = asyncio.Event()
+    call.listen(lambda ev: answered.set() if ev.kind is CallEventKind.ANSWERED else None)
+    await asyncio.wait_for(answered.wait(), 15)
+    assert engine.hub is not None
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        for seq in range(150):  # 3 s of a second stream, every SSRC Asterisk might have picked
+            stranger.sendto(build_packet(b"\x00" * 160, sequence=seq, timestamp=seq * 160, ssrc=seq),
+                            ("127.0.0.1", engine.hub.port))  # fmt: skip
+            sent += 1
+            await asyncio.sleep(0.02)
+    verdict = await call.wait_verdict(60)
+    want = await expected(engine, call, path, ENABLE)
+    assert verdict is not None and verdict.answered_by == want.answered_by, verdict
+    assert abs(verdict.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+    assert engine.hub.stats.unknown_source >= sent
+    dropped = engine.metrics.registry.get_sample_value("ari_amd_rtp_packets_dropped_total", {"reason": "unknown_source"})
+    assert dropped is not None and dropped >= sent
+    await call.wait_ended(10)
 
 
 async def test_a_websocket_cut_mid_call_loses_no_verdict(engine: CallEngine, tmp_path: Path) -> None:

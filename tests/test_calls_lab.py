@@ -317,16 +317,29 @@ async def test_media_that_stops_ends_detection_by_the_wall_clock(tmp_path: Path)
         await assert_nothing_left(eng)
 
 
-async def test_spoofed_rtp_into_the_shared_socket_changes_no_verdict(engine: CallEngine, tmp_path: Path) -> None:
-    """A stranger floods ari-amd's RTP socket mid-call with loud, well-formed RTP (mu-law 0x00 is
-    full scale): the call's verdict is the one its own audio gives, and every spoof is counted."""
-    clips = labkit.write_clips(tmp_path / "clips", [("human_residential", 21)])
-    (name, path), = clips.items()
+async def answered_call(engine: CallEngine, tmp_path: Path, clip: tuple[str, int],
+                        params: AmdParams) -> tuple[Call, Path]:  # fmt: skip
+    """One call to a callee playing `clip`, once it is answered."""
+    (name, path), = labkit.write_clips(tmp_path / "clips", [clip]).items()
     labkit.callee(str(path), "--max-time", "40")
-    call = await engine.place(CallRequest(labkit.endpoint(name), ENABLE))
+    call = await engine.place(CallRequest(labkit.endpoint(name), params))
     answered = asyncio.Event()
     call.listen(lambda ev: answered.set() if ev.kind is CallEventKind.ANSWERED else None)
     await asyncio.wait_for(answered.wait(), 15)
+    return call, path
+
+
+async def assert_offline_verdict(engine: CallEngine, call: Call, path: Path, params: AmdParams) -> None:
+    verdict = await call.wait_verdict(60)
+    want = await expected(engine, call, path, params)
+    assert verdict is not None and verdict.answered_by == want.answered_by, verdict
+    assert abs(verdict.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+
+
+async def test_spoofed_rtp_into_the_shared_socket_changes_no_verdict(engine: CallEngine, tmp_path: Path) -> None:
+    """A stranger floods ari-amd's RTP socket mid-call with loud, well-formed RTP (mu-law 0x00 is
+    full scale): the call's verdict is the one its own audio gives, and every spoof is counted."""
+    call, path = await answered_call(engine, tmp_path, ("human_residential", 21), ENABLE)
     assert engine.hub is not None
     sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
@@ -335,10 +348,7 @@ async def test_spoofed_rtp_into_the_shared_socket_changes_no_verdict(engine: Cal
                             ("127.0.0.1", engine.hub.port))  # fmt: skip
             sent += 1
             await asyncio.sleep(0.02)
-    verdict = await call.wait_verdict(60)
-    want = await expected(engine, call, path, ENABLE)
-    assert verdict is not None and verdict.answered_by == want.answered_by, verdict
-    assert abs(verdict.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+    await assert_offline_verdict(engine, call, path, ENABLE)
     assert engine.hub.stats.unknown_source >= sent
     dropped = engine.metrics.registry.get_sample_value("ari_amd_rtp_packets_dropped_total", {"reason": "unknown_source"})
     assert dropped is not None and dropped >= sent
@@ -346,19 +356,10 @@ async def test_spoofed_rtp_into_the_shared_socket_changes_no_verdict(engine: Cal
 
 
 async def test_a_websocket_cut_mid_call_loses_no_verdict(engine: CallEngine, tmp_path: Path) -> None:
-    clips = labkit.write_clips(tmp_path / "clips", [("machine_carrier", 13)])
-    (name, path), = clips.items()
-    labkit.callee(str(path), "--max-time", "40")
-    call = await engine.place(CallRequest(labkit.endpoint(name), DME))
-    answered = asyncio.Event()
-    call.listen(lambda ev: answered.set() if ev.kind is CallEventKind.ANSWERED else None)
-    await asyncio.wait_for(answered.wait(), 15)
+    call, path = await answered_call(engine, tmp_path, ("machine_carrier", 13), DME)
     await asyncio.sleep(1)
     assert engine.events.force_reconnect()
-    verdict = await call.wait_verdict(60)
-    want = await expected(engine, call, path, DME)
-    assert verdict is not None and verdict.answered_by == want.answered_by, verdict
-    assert abs(verdict.duration_ms - want.duration_ms) <= DURATION_TOLERANCE_MS
+    await assert_offline_verdict(engine, call, path, DME)
     await call.wait_ended(10)
     assert engine.events.stats.reconnects >= 1
 

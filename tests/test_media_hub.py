@@ -91,6 +91,16 @@ def bound_call(hub: RtpHub, batch: FrameBatch, source: socket.socket,
     return rx, session
 
 
+def one_call(source: socket.socket, packets: int) -> tuple[RecordingBatch, RtpHub, RtpReceiver, BatchSession]:
+    """A hub with one bound call, its first `packets` packets (sequence 0 on) received and decided."""
+    batch = RecordingBatch()
+    hub = hub_for(batch)
+    rx, session = bound_call(hub, batch, source)
+    send_run(source, hub, range(packets))
+    drain_all(hub, batch)
+    return batch, hub, rx, session
+
+
 def send_run(source: socket.socket, hub: RtpHub, seqs: range, call: int = 0) -> None:
     for i in seqs:
         source.sendto(ulaw(i, payload_for(call, i)), (HOST, hub.port))
@@ -237,11 +247,7 @@ def test_packets_before_the_call_attaches_are_kept_a_moment(sources: list[socket
 
 
 def test_a_call_that_left_the_batch_feeds_no_one_who_takes_its_slot(sources: list[socket.socket]) -> None:
-    batch = RecordingBatch()
-    hub = hub_for(batch)
-    rx, old = bound_call(hub, batch, sources[0])
-    send_run(sources[0], hub, range(5))
-    drain_all(hub, batch)
+    batch, hub, rx, old = one_call(sources[0], 5)
     slot = old.slot
     old.close()  # detection over; the tap (and its receiver) goes a moment later
     batch.process()  # the slot is free after this tick
@@ -255,11 +261,7 @@ def test_a_call_that_left_the_batch_feeds_no_one_who_takes_its_slot(sources: lis
 
 
 def test_g711_from_the_hub_stays_behind_frames_queued_another_way(sources: list[socket.socket]) -> None:
-    batch = RecordingBatch()
-    hub = hub_for(batch)
-    rx, session = bound_call(hub, batch, sources[0])
-    send_run(sources[0], hub, range(3))
-    drain_all(hub, batch)
+    batch, hub, rx, session = one_call(sources[0], 3)
     held = np.full(FRAME, 1000, dtype=np.int16)
     session.feed(held)  # e.g. what the tap heard before detection started, queued as int16
     send_run(sources[0], hub, range(3, 6))

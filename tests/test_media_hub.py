@@ -274,9 +274,12 @@ def test_g711_from_the_hub_stays_behind_frames_queued_another_way(sources: list[
     hub.close()
 
 
-def test_datagrams_longer_than_any_rtp_packet_are_dropped(sources: list[socket.socket]) -> None:
+@pytest.mark.parametrize("recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_datagrams_longer_than_any_rtp_packet_are_dropped(sources: list[socket.socket], recvmmsg: bool) -> None:
     dropped: list[tuple[str, int]] = []
     hub = RtpHub(HOST, 0, on_dropped=lambda reason, n: dropped.append((reason, n)), max_datagram=400)
+    if not recvmmsg:
+        hub._buf = DatagramBatch(hub._buf.capacity, hub._buf.size, use_recvmmsg=False)
     hub.open()
     got: list[np.ndarray] = []
     rx = RtpReceiver.attach(hub, "ulaw", lambda x, rate: got.append(x), sources[0].getsockname())

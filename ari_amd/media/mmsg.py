@@ -52,8 +52,9 @@ class DatagramBatch:
     """Buffers for up to `capacity` datagrams of up to `size` bytes, refilled by `recv`.
 
     After `n = recv(sock)`, rows 0..n-1 of `data` hold the datagrams, `lengths` their sizes (for
-    a truncated one, the part kept), `truncated` whether it was longer than `size`, and
-    `src_ip`/`src_port` its IPv4 source (the address as a host-order integer).
+    a truncated one, the part kept), `truncated` whether it was longer than `size` (without
+    recvmmsg: whether it filled its row), and `src_ip`/`src_port` its IPv4 source (the address as
+    a host-order integer). The socket must be non-blocking.
     """
 
     def __init__(self, capacity: int = 1024, size: int = 1500, use_recvmmsg: bool = True) -> None:
@@ -95,11 +96,13 @@ class DatagramBatch:
         n = 0
         while n < self.capacity:
             try:
-                size, addr = sock.recvfrom_into(memoryview(self.data[n]), self.size, socket.MSG_DONTWAIT | MSG_TRUNC)
+                size, addr = sock.recvfrom_into(memoryview(self.data[n]), self.size)
             except (BlockingIOError, InterruptedError):
                 break
-            self._fallback_lengths[n] = min(size, self.size)
-            self._fallback_flags[n] = MSG_TRUNC if size > self.size else 0
+            # Without MSG_TRUNC's real length (Linux's), a datagram that fills its row is taken as
+            # longer: the caller sizes rows one byte past the longest datagram it takes.
+            self._fallback_lengths[n] = size
+            self._fallback_flags[n] = MSG_TRUNC if size >= self.size else 0
             name = self._names[n]
             name[2:4] = np.frombuffer(int(addr[1]).to_bytes(2, "big"), np.uint8)
             name[4:8] = np.frombuffer(socket.inet_aton(addr[0]), np.uint8)

@@ -23,7 +23,6 @@ little in a small per-source stash, then are dropped and counted.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import time
 from collections import deque
@@ -47,11 +46,11 @@ READ_BATCH = 1024  # datagrams per recvmmsg call
 # Bytes of receive buffer asked for: a tick's packets for 1000 calls (~500), with room for a
 # tick that runs late, at the kernel's ~1-2 KB of accounting per small datagram. Without
 # CAP_NET_ADMIN the kernel caps it at net.core.rmem_max: Debian's default, 208 KB, holds ~256
-# packets, 5 ms of 1000 calls' RTP, so the hub logs what it got and counts the kernel's drops.
+# packets, 5 ms of 1000 calls' RTP, so the hub logs what it got and counts the kernel's drops
+# (which the kernel tells with each datagram read: DatagramBatch.dropped).
 RECEIVE_BUFFER = 16 << 20
 PACKET_TRUESIZE = 832  # bytes of receive buffer a 172-byte datagram takes on loopback (measured: 256 in 208 KB)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux's number; Python names it from 3.12 on
-DROPS_CHECK_S = 1.0  # how often the kernel's drop count for the socket is read (/proc/net/udp)
 STASH_SOURCES = 64  # strangers whose packets are held for a moment in case their call attaches
 STASH_PACKETS = 16  # per source
 STASH_S = 1.0
@@ -69,7 +68,7 @@ class HubStats:
     fast: int = 0  # taken by the array path
     serial: int = 0  # handed to a receiver one by one
     unknown_source: int = 0  # from no attached call's source (dropped once out of the stash)
-    overflow: int = 0  # dropped by the kernel: the receive buffer was full (Linux: /proc/net/udp)
+    overflow: int = 0  # dropped by the kernel, the receive buffer full (Linux; known as the next datagram is read)
     truncated: int = 0  # longer than any RTP packet we take
     reads: int = 0  # recvmmsg calls that returned datagrams
     socket_errors: int = 0
@@ -128,8 +127,6 @@ class RtpHub:
         self.last_at = np.zeros(0, dtype=np.float64)
         self.started = np.zeros(0, dtype=np.int64)  # -1, or the first sequence number of a stream taken by array
         self._stash: dict[tuple[str, int], deque[tuple[float, bytes]]] = {}
-        self._inode = 0  # the socket's, to find its line in /proc/net/udp
-        self._drops_checked = 0.0
         self._log = log.bind(rtp_port=port)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -171,7 +168,7 @@ class RtpHub:
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._log = log.bind(rtp_port=self.port)
-        self._inode = os.fstat(sock.fileno()).st_ino
+        self._buf.count_drops(sock)
         got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         # A 10 ms tick that runs 10 ms late: 20 ms of every call's packets, one each, must fit.
         calls = got // PACKET_TRUESIZE
@@ -318,17 +315,12 @@ class RtpHub:
                 break
         if self._stash:
             self._expire_stash()
-        now = time.monotonic()
-        if now - self._drops_checked >= DROPS_CHECK_S:
-            self._drops_checked = now
-            self._count_overflow()
+        if buf.dropped > self.stats.overflow:
+            self._count_overflow(buf.dropped)
         return total
 
-    def _count_overflow(self) -> None:
+    def _count_overflow(self, drops: int) -> None:
         """Datagrams the kernel dropped since last time because the receive buffer was full."""
-        drops = kernel_drops(self._inode)
-        if drops is None or drops <= self.stats.overflow:
-            return
         new, self.stats.overflow = drops - self.stats.overflow, drops
         if self.on_dropped is not None:
             self.on_dropped("socket_overflow", new)
@@ -482,17 +474,3 @@ class RtpHub:
 FRAME_BYTES = 160  # one 20 ms G.711 payload
 LAWS = tuple(sorted(G711_TO_FLOAT))
 
-
-def kernel_drops(inode: int) -> int | None:
-    """The kernel's count of datagrams dropped for the UDP socket with this inode (the last column
-    of /proc/net/udp), or None where there is no such file."""
-    try:
-        with open("/proc/net/udp") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if len(fields) > 12 and fields[9] == str(inode):
-                    return int(fields[-1])
-    except (OSError, ValueError, StopIteration):
-        return None
-    return None

@@ -118,8 +118,7 @@ class BatchSession:
             # Behind a partial frame, or after frames queued later in this tick: decoded, in order.
             self.feed(decode_g711_frame(self.law, payload, FRAME))
             return
-        self._tick = batch._tick_id  # (its level is G711 already: it only rises within a tick)
-        self._level = G711
+        self._tick, self._level = batch._tick_id, G711  # (within a tick, its level was G711 already)
         # Queued inline (not through a FrameBatch method): this runs for every packet of every call.
         batch._g711_frames[self.law].append(payload)
         batch._g711_owners[self.law].append(self._slot)  # type: ignore[arg-type]  # set while in the batch

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,6 @@ class Stream:
     detector: Detector | None = None
     session: Any = None
     receiver: RtpReceiver | None = None
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def rss_kb() -> int:

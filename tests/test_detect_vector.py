@@ -41,7 +41,7 @@ def rows_of(samples: np.ndarray) -> np.ndarray:
 def assert_same_state(vec: V.VectorDecider, slot: int, ref: Detector, where: str) -> None:
     want = V._store(ref)
     got = vec.column(slot)
-    for col in range(V.N_COLUMNS - 4):  # the params rows are the vector's own
+    for col in range(V.N_COLUMNS - V.N_PARAMS):  # the params rows are the vector's own
         a, b = want[col], got[col]
         if col == V.ONSETS:
             assert b >= a, where  # the vector pass only counts them; the scalar step prunes

@@ -12,16 +12,23 @@ DME = AmdParams(mode=Mode.DETECT_MESSAGE_END)
 
 
 def test_music_after_the_greeting_is_heard_as_music() -> None:
-    heard = total = 0
+    """The greeting (a machine by its length), then hold music and no beep: machine_end_other,
+    once the beep wait is over or the audio ends, never machine_end_beep."""
+    other = total = 0
     for seed in range(6):
         for snr in (25.0, 12.0):
             c = make_clip("machine_no_beep", seed, end="music", noise="pink", snr_db=snr)
-            v = classify(c.samples, DME)[-1]
+            vs = classify(c.samples, DME)
+            if vs[0].answered_by is not AnsweredBy.MACHINE_START:
+                continue  # a greeting under SpeechThreshold: Twilio's rule says human
             total += 1
-            if v.answered_by is AnsweredBy.MACHINE_END_OTHER and v.rule is Rule.MUSIC:
-                heard += 1
+            v = vs[-1]
+            assert v.answered_by is not AnsweredBy.MACHINE_END_BEEP
+            if v.answered_by is AnsweredBy.MACHINE_END_OTHER:
+                other += 1
                 assert c.greeting_end_ms is not None and v.duration_ms > c.greeting_end_ms
-    assert heard >= total - 2
+    assert total >= 8
+    assert other >= total - 1
 
 
 def test_a_tone_that_sounds_on_softer_at_its_pitch_is_not_a_beep() -> None:

@@ -7,14 +7,16 @@ Enable:           silence >= SilenceTimeout          -> unknown
                   MachineDetectionTimeout            -> unknown
 DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
                   a beep that ends into quiet        -> machine_end_beep
-                  silence >= SpeechEnd + BEEP_GRACE  -> machine_end_silence
-                  music, timeout, or the audio ends  -> machine_end_other
+                  BeepTimeout after the greeting's last word, no beep:
+                    quiet all along                  -> machine_end_silence
+                    music or tones heard             -> machine_end_other
+                  timeout, or the audio ends         -> machine_end_other (silence if quiet)
 Beyond Twilio's rules:
                   a tone sounding is not silence: it holds the human decision
                   a beep before the human decision   -> machine (a short greeting, then the beep)
-                  after a run of >= 1 s, the human decision waits for 2.8 s of silence
-                  (a beep, music or more greeting may yet come); a hangup then is human
                   music after speech                 -> machine (not while a tone may be a beep)
+                  after a run of >= 1.5 s, the human decision waits 400 ms more for a beep
+                  (within the p90 budget of people's dead air); a hangup then is human
                   SIT tones                          -> unknown, cause sit_tone
                   ringback before anyone speaks      -> ignored; SilenceTimeout restarts after it
 """
@@ -34,17 +36,14 @@ SPEECH_CONFIRM_FRAMES = 5  # 100 ms of speech within the confirm window opens an
 SPEECH_CONFIRM_WINDOW = 8  # frames (160 ms)
 RESUME_CONFIRM_FRAMES = 2  # inside a run, 40 ms of voice resumes it: low-SNR speech flickers
 CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
-# Twilio ends the greeting on SpeechEndThreshold of silence and so calls message end
-# before a beep that comes 1.5-8 s later. We wait this much more for the beep.
-BEEP_GRACE_MS = 2_500
+# A person's first words rarely run 1.5 s ("Hello?" median 0.6 s); a short voicemail greeting
+# (1.5-2.4 s, under SpeechThreshold) is followed by its beep 0.2-1.5 s later, and the VAD ends
+# an utterance up to ~0.2 s early. After a run this long, the human decision waits this much
+# more, so such a beep is still heard; every other person keeps Twilio's timing.
+GREETING_HOLD_MIN_MS = 1_500
+GREETING_HOLD_EXTRA_MS = 400
 CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
 MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
-# "Hello?" is short (median 0.6 s); "Leave a message." and other short greetings run
-# about a second and more, and their beep follows 1-2.5 s later (the VAD ends an utterance
-# up to 0.3 s before its last sound). After an utterance this long, the human decision
-# waits for that much silence, so a beep can still be heard.
-GREETING_HOLD_MIN_MS = 1_000
-GREETING_HOLD_SILENCE_MS = 2_800
 
 
 def _in_cpt_band(hz: float) -> bool:
@@ -82,6 +81,7 @@ class AmdStateMachine:
         self._run_closed = False  # SpeechEndThreshold of silence ended the run; the next speech starts a new one
         self._held = False  # a greeting-length run has closed: Twilio's rule said human, we held it
         self._holding = False  # the run that closed was greeting-length: the human decision waits for a beep
+        self._other_at = -1  # GREETING: the last frame of music or tone after the greeting's last word
 
     # --- one frame ----------------------------------------------------------
     def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
@@ -150,10 +150,9 @@ class AmdStateMachine:
                     return events + self._decide(AnsweredBy.MACHINE_START, t_ms, Rule.MUSIC, cause, spoke)
                 events += self._interim(AnsweredBy.MACHINE_START, t_ms, Rule.MUSIC, cause, spoke)
                 self.state = State.GREETING
-            elif self.state is State.GREETING and not self._in_speech:
-                return events + self._decide(
-                    AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting at {t_ms}ms"
-                )
+            elif self.state is State.GREETING:
+                # Hold music often plays between a greeting and its beep: keep listening.
+                self._other_at = t_ms
         if self.state is State.WAITING:
             if self._run_start is not None:
                 self.state = State.SPEECH
@@ -178,16 +177,14 @@ class AmdStateMachine:
                 self.state = State.GREETING
             elif not self._in_speech and (silence := self._silence(t_ms)) >= p.speech_end_threshold_ms:
                 if not self._run_closed:
-                    # Twilio's run ends here. A greeting-length one holds the decision; a short
-                    # one after it (a second "Hello?") gets Twilio's timing again.
+                    # Twilio's run ends here. A greeting-length one holds the decision a little;
+                    # a short one after it (a second "Hello?") gets Twilio's timing again.
                     self._run_closed = True
                     self._holding = run >= min(GREETING_HOLD_MIN_MS, p.speech_threshold_ms)
                     self._held = self._held or self._holding
-                limit = p.speech_end_threshold_ms
-                if self._holding:
-                    limit = max(limit, GREETING_HOLD_SILENCE_MS)
+                limit = p.speech_end_threshold_ms + (GREETING_HOLD_EXTRA_MS if self._holding else 0)
                 if silence >= limit:
-                    held = f", held to {limit}ms for a beep after a greeting-length utterance" if self._holding else ""
+                    held = f", held {GREETING_HOLD_EXTRA_MS}ms more for a beep" if self._holding else ""
                     return events + self._decide(
                         AnsweredBy.HUMAN,
                         t_ms,
@@ -196,16 +193,20 @@ class AmdStateMachine:
                         silence,
                         limit,
                     )
-        if self.state is State.GREETING and not self._in_speech:
-            quiet = p.speech_end_threshold_ms + BEEP_GRACE_MS
-            if self._silence(t_ms) >= quiet:
+        if self.state is State.GREETING and not self._in_speech and not (tones.tone or tones.candidate or tones.beep_pending):
+            # Twilio calls message end after SpeechEndThreshold of silence, before a beep that
+            # comes 2-8 s later (or after hold music): we wait BeepTimeout for the beep.
+            waited = t_ms - (self._last_speech_end or 0)
+            wait = max(p.beep_timeout_ms, p.speech_end_threshold_ms)
+            if waited >= wait:
+                if self._other_at > (self._last_speech_end or 0):
+                    return events + self._decide(
+                        AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC,
+                        f"music or tones after the greeting, no beep within {wait}ms", waited, wait,
+                    )
                 return events + self._decide(
-                    AnsweredBy.MACHINE_END_SILENCE,
-                    t_ms,
-                    Rule.END_SILENCE,
-                    f"{quiet}ms of silence after the greeting, no beep",
-                    self._silence(t_ms),
-                    quiet,
+                    AnsweredBy.MACHINE_END_SILENCE, t_ms, Rule.END_SILENCE,
+                    f"{wait}ms of silence after the greeting, no beep", waited, wait,
                 )
         if t_ms >= p.timeout_ms:
             late = AnsweredBy.MACHINE_END_OTHER if self.state is State.GREETING else AnsweredBy.UNKNOWN
@@ -217,6 +218,10 @@ class AmdStateMachine:
         if self.state is State.DONE:
             return []
         if self.state is State.GREETING:
+            if self._other_at > (self._last_speech_end or 0):
+                return self._decide(
+                    AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting; {cause} at {t_ms}ms", t_ms
+                )
             silent = not self._in_speech and self._silence(t_ms) >= self.params.speech_end_threshold_ms
             kind = AnsweredBy.MACHINE_END_SILENCE if silent else AnsweredBy.MACHINE_END_OTHER
             return self._decide(kind, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms during the greeting", t_ms)

@@ -36,6 +36,9 @@ RANGES: dict[str, tuple[str, int, int, str]] = {
     "speech_threshold_ms": ("MachineDetectionSpeechThreshold", 1_000, 6_000, "ms"),
     "speech_end_threshold_ms": ("MachineDetectionSpeechEndThreshold", 500, 5_000, "ms"),
     "silence_timeout_ms": ("MachineDetectionSilenceTimeout", 2_000, 10_000, "ms"),
+    # ari-amd's own: in DetectMessageEnd, how long after the greeting's last word a beep is
+    # still awaited before machine_end_silence (peers wait 30-120 s; beeps come up to ~8 s late).
+    "beep_timeout_ms": ("MachineDetectionBeepTimeout", 1_000, 59_000, "ms"),
 }
 
 
@@ -52,6 +55,7 @@ class AmdParams:
     speech_threshold_ms: int = 2_400
     speech_end_threshold_ms: int = 1_200
     silence_timeout_ms: int = 5_000
+    beep_timeout_ms: int = 9_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, Mode):

@@ -35,10 +35,9 @@ from ari_amd.detect import vad as V
 from ari_amd.detect.detector import Detector, TraceRow
 from ari_amd.detect.features import DEAD_DB, FRAME_MS
 from ari_amd.detect.machine import (
-    BEEP_GRACE_MS,
     CALL_PROGRESS_MS,
     CONFIRM_MASK,
-    GREETING_HOLD_SILENCE_MS,
+    GREETING_HOLD_EXTRA_MS,
     RESUME_CONFIRM_FRAMES,
     SPEECH_CONFIRM_FRAMES,
     SPEECH_CONFIRM_WINDOW,
@@ -68,10 +67,11 @@ DRONE_PREV, NOTES = 56, 57  # _drone_prev_hz, notes
 # AmdStateMachine
 STATE, UTTS, UTT_END, RECENT = 58, 59, 60, 61  # state, len(utterances) (read only), utterances[-1].end_ms, _recent
 RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None), _last_speech_end (0: None)
-LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING = 66, 67, 68, 69, 70
+LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT = 71, 72, 73, 74
-N_COLUMNS = 75
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 72, 73, 74, 75, 76
+N_COLUMNS = 77
+N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
@@ -151,6 +151,7 @@ class VectorDecider:
         col[:] = _store(detector)
         col[SPEECH_THRESHOLD], col[SPEECH_END] = p.speech_threshold_ms, p.speech_end_threshold_ms
         col[SILENCE_TIMEOUT], col[TIMEOUT] = p.silence_timeout_ms, p.timeout_ms
+        col[BEEP_WAIT] = max(p.beep_timeout_ms, p.speech_end_threshold_ms)
         self._stale[slot] = self._unstored[slot] = False
         self._own_step[slot] = type(detector).step_features is not Detector.step_features
         self._traced[slot] = detector.trace is not None
@@ -203,7 +204,7 @@ class VectorDecider:
         for slot in slots[self._unstored[slots]].tolist():
             det = self._detectors[slot]
             assert det is not None
-            self._state[: N_COLUMNS - 4, slot] = _store(det)[: N_COLUMNS - 4]
+            self._state[: N_COLUMNS - N_PARAMS, slot] = _store(det)[: N_COLUMNS - N_PARAMS]
             self._unstored[slot] = False
 
     def step(self, slots: np.ndarray, feats: Features8) -> tuple[
@@ -519,12 +520,12 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     silence = t - maximum(last_end, last_tone)
     run_len = where(in_speech, utt_end, where(last_end != 0, last_end, t)) - run_from
     speech_end = s[SPEECH_END]
-    limit = where(s[HOLDING] > 0, maximum(speech_end, GREETING_HOLD_SILENCE_MS), speech_end)
+    limit = where(s[HOLDING] > 0, speech_end + GREETING_HOLD_EXTRA_MS, speech_end)
     rare |= (
         (waiting & no_run & (t - s[ORIGIN] >= s[SILENCE_TIMEOUT]))
         | (talking & in_speech & (run_len >= s[SPEECH_THRESHOLD]))
         | (talking & ~in_speech & (silence >= speech_end) & ((closed == 0) | (silence >= limit)))
-        | (greeting & ~in_speech & (silence >= speech_end + BEEP_GRACE_MS))
+        | (greeting & ~in_speech & (t - last_end >= s[BEEP_WAIT]))
         | (t >= s[TIMEOUT])
     )
     trace = None
@@ -589,7 +590,7 @@ def _store(det: Detector) -> list[float]:
     c[RUN_FROM] = math.nan if mc._run_start is None else mc._run_start
     c[LAST_END] = mc._last_speech_end or 0
     c[IN_SPEECH], c[STREAK], c[LAST_TONE], c[RISE_AT] = mc._in_speech, mc._streak, mc._last_tone_end, mc._rise_at_start
-    c[ORIGIN], c[CLOSED], c[HOLDING] = mc._silence_origin, mc._run_closed, mc._holding
+    c[ORIGIN], c[CLOSED], c[HOLDING], c[OTHER_AT] = mc._silence_origin, mc._run_closed, mc._holding, mc._other_at
     return c
 
 
@@ -629,4 +630,4 @@ def _load(det: Detector, c: list[float]) -> None:
     mc._last_speech_end = int(c[LAST_END]) or None
     mc._in_speech, mc._streak, mc._last_tone_end = bool(c[IN_SPEECH]), int(c[STREAK]), int(c[LAST_TONE])
     mc._rise_at_start, mc._silence_origin = int(c[RISE_AT]), int(c[ORIGIN])
-    mc._run_closed, mc._holding = bool(c[CLOSED]), bool(c[HOLDING])
+    mc._run_closed, mc._holding, mc._other_at = bool(c[CLOSED]), bool(c[HOLDING]), int(c[OTHER_AT])

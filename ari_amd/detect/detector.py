@@ -121,7 +121,9 @@ class Detector:
         self._frames_done += 1
         t_ms = self._frames_done * FRAME_MS
         floor = vad.floor_db if vad.floor_db is not None else band_db
-        obs = tones.update(t_ms, band_db, floor, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac)
+        obs = tones.update(
+            t_ms, band_db, floor, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac, vad.ceiling_db
+        )
         # Before anyone speaks, ringback-band tone is call progress, never a voice.
         progress = obs.call_progress_ms >= CALL_PROGRESS_MS and machine.listening_for_first_speech
         # Music in held notes (as of the frame before) is voiced too, but it is not a voice.

@@ -22,6 +22,9 @@ PURE_ABOVE_FLOOR_DB = 1.5
 MAX_STEP_HZ = 12.0  # frame-to-frame drift allowed inside one tone (glides); voice pitch moves more
 CANDIDATE_PURITY = 0.7  # mean purity for a starting tone to hold speech back (voices rarely reach it)
 MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
+# A burst of street noise or a babbler's syllable can take the strongest peak from a beep for a
+# frame: an established tone survives one such frame if its pitch comes back.
+RUN_MISS_FRAMES = 1
 
 BEEP_MIN_MS = 120  # a run this long is judged as a beep by the rules below...
 BEEP_PULSE_MIN_MS = 80  # ...a shorter one (a double beep's pulse) by stricter ones
@@ -29,7 +32,12 @@ BEEP_MAX_MS = 1_600
 BEEP_LO_HZ, BEEP_HI_HZ = 280.0, 2_600.0
 BEEP_MERGE_GAP_MS = 200  # double beeps and two-tone sequences are one beep
 BEEP_QUIET_DB = 6.0  # after the beep, the level falls to within this of the floor...
-BEEP_DROP_DB = 12.0  # ...or this far below the beep (the floor may be stale after a long tone)
+BEEP_DROP_DB = 12.0  # ...or this far below the beep (the floor may be stale after a long tone)...
+# ...or back under the background's loud end (the VAD's ceiling): in babble or street noise the
+# floor sits under the noise's quiet moments, and the line after a beep is that noise again.
+# Only for a tone too long to be a vowel: a 120 ms vowel at a steady pitch, then babble, is not.
+BEEP_CEILING_DB = 3.0
+BEEP_CEILING_MIN_MS = 200
 BEEP_DECAY_FRAMES = 2  # loud frames allowed after the tone: its decay, room echo
 BEEP_TAIL_FRAC = 0.3  # after the beep, a peak at its pitch this strong...
 BEEP_TAIL_DROP_DB = 3.0  # ...and this much softer is the tone going on (as loud: the beep itself, broken up)
@@ -39,6 +47,17 @@ BEEP_STEADY_MS = 300  # past this, the allowed level spread grows with the durat
 BEEP_LONG_SPREAD_DB = 6.0
 BEEP_MAX_PITCH_RANGE_HZ = 12.0  # and so is its pitch...
 BEEP_GLIDE_HZ_PER_MS = 0.12  # ...unless it glides, slowly, over a longer run
+# A tone that holds its pitch this tightly this long is no voice (flat synthetic vowels waver by
+# ~18 Hz): in noise that takes much of the band it is a beep at a lower share of the band.
+BEEP_STEADY_PITCH_HZ = 10.0
+BEEP_NOISY_PURITY = 0.45
+# A tone whose own level holds within 2 dB is no vowel (vowels swell by 4 dB and more): its
+# pitch estimate may jitter more in noise, and a pure one may glide faster (glide beeps sweep
+# up to ~5% of their pitch).
+BEEP_FLAT_DB = 2.0
+BEEP_FLAT_PITCH_RANGE_HZ = 16.0
+BEEP_PURE_GLIDE_HZ_PER_MS = 0.25
+BEEP_PURE_GLIDE_PURITY = 0.8
 BEEP_PULSE_PURITY = 0.75
 BEEP_PULSE_SPREAD_DB = 2.0
 BEEP_PULSE_PITCH_RANGE_HZ = 6.0
@@ -73,6 +92,7 @@ class ToneRun:
     lo_db: float = 0.0  # level range over the run's interior frames: a beep is flat, a vowel swells
     hi_db: float = -200.0
     end_hz: float = 0.0  # the pitch at the end of the last run (a pending beep group's last tone)
+    misses: int = 0  # frames in a row the peak has been elsewhere (RUN_MISS_FRAMES bridged)
 
     @property
     def spread_db(self) -> float:
@@ -133,7 +153,10 @@ class ToneTracker:
         peak2_frac: float,
         fsk_frac: float = 0.0,
         cpt_frac: float = 0.0,
+        ceiling_db: float | None = None,
     ) -> ToneObservation:
+        """One frame. floor_db / ceiling_db: the background's level and its loud end, as the
+        VAD knows them (as of the frame before)."""
         start_ms = t_ms - FRAME_MS
         run = self._run
         if level_db <= DEAD_DB:
@@ -161,10 +184,13 @@ class ToneTracker:
             run.hi_hz = max(run.hi_hz, peak_hz)
             run.purity += peak_frac + (peak2_frac if dual and not single else 0.0)
             run.frames += 1
-            if run.frames > 2:  # the first frames straddle the onset
+            if run.frames > 2 and not run.misses:  # the first frames straddle the onset
                 run.lo_db = min(run.lo_db, self._prev_level)
                 run.hi_db = max(run.hi_db, self._prev_level)
                 run.level_db = run.hi_db
+            run.misses = 0
+        elif run is not None and not tonal and run.misses < RUN_MISS_FRAMES and run.frames >= MIN_TONE_FRAMES:
+            run.misses += 1
         else:
             if run is not None:
                 self._close_run(run)
@@ -181,7 +207,7 @@ class ToneTracker:
         pending = self._pending is not None
         # With no beep pending and nothing counted since one, _track_beep has nothing to do.
         beep = (
-            self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac)
+            self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac, ceiling_db)
             if pending or self._loud_frames or self._tail_frames
             else None
         )
@@ -239,13 +265,18 @@ class ToneTracker:
                 run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db, end_hz=run.hz
             )
 
-    def _track_beep(self, t_ms: int, level_db: float, floor_db: float, peak_hz: float, peak_frac: float) -> Beep | None:
+    def _track_beep(
+        self, t_ms: int, level_db: float, floor_db: float, peak_hz: float, peak_frac: float, ceiling_db: float | None
+    ) -> Beep | None:
         pending = self._pending
         if pending is None or self._run is not None:
             self._loud_frames = 0
             self._tail_frames = 0
             return None
-        if level_db > max(floor_db + BEEP_QUIET_DB, pending.level_db - BEEP_DROP_DB):
+        quiet = max(floor_db + BEEP_QUIET_DB, pending.level_db - BEEP_DROP_DB)
+        if ceiling_db is not None and pending.end_ms - pending.start_ms >= BEEP_CEILING_MIN_MS:
+            quiet = max(quiet, ceiling_db + BEEP_CEILING_DB)
+        if level_db > quiet:
             self._loud_frames += 1
             if self._loud_frames > BEEP_DECAY_FRAMES:
                 # Sound goes on after the tone: music, speech, a voice over it: not a beep.
@@ -296,11 +327,15 @@ def _beep_like(run: ToneRun) -> bool:
         return False
     pitch_range = run.hi_hz - run.lo_hz
     if duration >= BEEP_MIN_MS:
-        glide_allowance = max(BEEP_MAX_PITCH_RANGE_HZ, BEEP_GLIDE_HZ_PER_MS * (duration - BEEP_MIN_MS))
+        flat = run.spread_db <= BEEP_FLAT_DB
+        rate = BEEP_PURE_GLIDE_HZ_PER_MS if flat and run.purity >= BEEP_PURE_GLIDE_PURITY else BEEP_GLIDE_HZ_PER_MS
+        glide_allowance = max(BEEP_FLAT_PITCH_RANGE_HZ if flat else BEEP_MAX_PITCH_RANGE_HZ, rate * (duration - BEEP_MIN_MS))
         # A long steady tone is no vowel: let noise (hum beating, street) shake its level more.
         spread_allowance = min(BEEP_LONG_SPREAD_DB, BEEP_MAX_SPREAD_DB * duration / BEEP_STEADY_MS)
         spread_allowance = max(BEEP_MAX_SPREAD_DB, spread_allowance)
-        return run.purity >= BEEP_PURITY and run.spread_db <= spread_allowance and pitch_range <= glide_allowance
+        steady = duration >= BEEP_STEADY_MS - 100 and pitch_range <= BEEP_STEADY_PITCH_HZ and run.spread_db <= BEEP_MAX_SPREAD_DB
+        purity = BEEP_NOISY_PURITY if steady else BEEP_PURITY
+        return run.purity >= purity and run.spread_db <= spread_allowance and pitch_range <= glide_allowance
     # Short pulses (double beeps) must be cleaner still.
     return (
         duration >= BEEP_PULSE_MIN_MS

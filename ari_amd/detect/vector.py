@@ -68,9 +68,10 @@ DRONE_PREV, NOTES = 56, 57  # _drone_prev_hz, notes
 STATE, UTTS, UTT_END, RECENT = 58, 59, 60, 61  # state, len(utterances) (read only), utterances[-1].end_ms, _recent
 RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None), _last_speech_end (0: None)
 LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
+RUN_MISS = 72  # ToneTracker: _run.misses
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 72, 73, 74, 75, 76
-N_COLUMNS = 77
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 73, 74, 75, 76, 77
+N_COLUMNS = 78
 N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
@@ -340,33 +341,37 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     tonal = tonal | held_on
     single = single | held_on
     extend = live & tonal & same
+    miss0 = s[RUN_MISS]
+    bridge = live & run & ~tonal & (miss0 < T.RUN_MISS_FRAMES) & (s[RUN_FRAMES] >= T.MIN_TONE_FRAMES)
     begin = live & tonal & ~same
-    active = where(live, extend | begin, run)
-    run_frames = where(extend, s[RUN_FRAMES] + 1, where(begin, 1.0, where(live, 0.0, s[RUN_FRAMES])))
-    straddle = extend & (run_frames > 2)  # the first frames straddle the onset
+    active = where(live, extend | begin | bridge, run)
+    keep = dead | bridge  # the run as it was
+    run_frames = where(extend, s[RUN_FRAMES] + 1, where(begin, 1.0, where(keep, s[RUN_FRAMES], 0.0)))
+    new[RUN_MISS] = where(bridge, miss0 + 1, where(dead, miss0, 0.0))
+    straddle = extend & (run_frames > 2) & (miss0 == 0)  # the first frames straddle the onset
     prev_level = s[PREV_LEVEL]
     lo_db = where(straddle, minimum(s[RUN_LO_DB], prev_level), s[RUN_LO_DB])
     hi_db = where(straddle, maximum(s[RUN_HI_DB], prev_level), s[RUN_HI_DB])
     purity = s[RUN_PURITY] + (f1 + where(dual & ~single, f2, 0.0))
     new[RUN] = active
-    new[RUN_START] = where(extend | dead, s[RUN_START], where(begin, t - FRAME_MS, 0.0))
-    new[RUN_END] = where(extend | (dead & run), t, where(dead, s[RUN_END], where(begin, t, 0.0)))
-    new[RUN_HZ] = where(extend | begin, p1, where(dead, s[RUN_HZ], 0.0))
-    run_purity = where(extend, purity, where(begin, f1, where(dead, s[RUN_PURITY], 0.0)))
+    new[RUN_START] = where(extend | keep, s[RUN_START], where(begin, t - FRAME_MS, 0.0))
+    new[RUN_END] = where(extend | (dead & run), t, where(keep, s[RUN_END], where(begin, t, 0.0)))
+    new[RUN_HZ] = where(extend | begin, p1, where(keep, s[RUN_HZ], 0.0))
+    run_purity = where(extend, purity, where(begin, f1, where(keep, s[RUN_PURITY], 0.0)))
     new[RUN_PURITY] = run_purity
     new[RUN_FRAMES] = run_frames
-    new[RUN_LO_HZ] = where(extend, minimum(s[RUN_LO_HZ], p1), where(begin, p1, where(dead, s[RUN_LO_HZ], 0.0)))
-    new[RUN_HI_HZ] = where(extend, maximum(s[RUN_HI_HZ], p1), where(begin, p1, where(dead, s[RUN_HI_HZ], 0.0)))
-    new[RUN_LO_DB] = where(extend, lo_db, where(begin, 200.0, where(dead, s[RUN_LO_DB], 0.0)))
-    new[RUN_HI_DB] = where(extend, hi_db, where(begin, -200.0, where(dead, s[RUN_HI_DB], 0.0)))
-    new[RUN_LEVEL] = where(straddle, hi_db, where(begin, -100.0, where(extend | dead, s[RUN_LEVEL], 0.0)))
+    new[RUN_LO_HZ] = where(extend, minimum(s[RUN_LO_HZ], p1), where(begin, p1, where(keep, s[RUN_LO_HZ], 0.0)))
+    new[RUN_HI_HZ] = where(extend, maximum(s[RUN_HI_HZ], p1), where(begin, p1, where(keep, s[RUN_HI_HZ], 0.0)))
+    new[RUN_LO_DB] = where(extend, lo_db, where(begin, 200.0, where(keep, s[RUN_LO_DB], 0.0)))
+    new[RUN_HI_DB] = where(extend, hi_db, where(begin, -200.0, where(keep, s[RUN_HI_DB], 0.0)))
+    new[RUN_LEVEL] = where(straddle, hi_db, where(begin, -100.0, where(extend | keep, s[RUN_LEVEL], 0.0)))
     new[PREV_LEVEL] = where(live, band, prev_level)
     is_tone = active & (run_frames >= T.MIN_TONE_FRAMES)
     candidate = live & active & (run_frames >= 2) & (run_purity >= T.CANDIDATE_PURITY * run_frames)
     tone = is_tone | candidate
     rare = (
         forced
-        | (live & run & ~extend & (s[RUN_FRAMES] >= T.MIN_TONE_FRAMES))  # a tone ended: beep? SIT?
+        | (live & run & ~extend & ~bridge & (s[RUN_FRAMES] >= T.MIN_TONE_FRAMES))  # a tone ended: beep? SIT?
         | (s[PENDING] > 0) | (s[LOUD] > 0) | (s[TAIL] > 0)  # a beep waits for quiet
         | fax_found
         | (live & (cpt_ms >= CALL_PROGRESS_MS))  # ringback
@@ -570,6 +575,7 @@ def _store(det: Detector) -> list[float]:
         c[RUN], c[RUN_START], c[RUN_END], c[RUN_HZ], c[RUN_PURITY], c[RUN_FRAMES] = (
             1, r.start_ms, r.end_ms, r.hz, r.purity, r.frames)
         c[RUN_LO_HZ], c[RUN_HI_HZ], c[RUN_LEVEL], c[RUN_LO_DB], c[RUN_HI_DB] = r.lo_hz, r.hi_hz, r.level_db, r.lo_db, r.hi_db
+        c[RUN_MISS] = r.misses
     c[PENDING], c[LOUD], c[TAIL] = tn._pending is not None, tn._loud_frames, tn._tail_frames
     c[PREV_LEVEL], c[FAX_MS], c[CPT_MS] = tn._prev_level, tn._fax_ms, tn._cpt_ms
     c[V21_MS], c[V21_LO], c[V21_HI], c[FAX_FOUND] = tn._v21_ms, tn._v21_lo, tn._v21_hi, tn.fax_found is not None
@@ -603,7 +609,8 @@ def _load(det: Detector, c: list[float]) -> None:
     v.ceiling_db, v._since_voiced = _opt(c[CEILING]), int(c[SINCE])
     tn._run = (
         ToneRun(int(c[RUN_START]), int(c[RUN_END]), c[RUN_HZ], c[RUN_PURITY], int(c[RUN_FRAMES]),
-                lo_hz=c[RUN_LO_HZ], hi_hz=c[RUN_HI_HZ], level_db=c[RUN_LEVEL], lo_db=c[RUN_LO_DB], hi_db=c[RUN_HI_DB])
+                lo_hz=c[RUN_LO_HZ], hi_hz=c[RUN_HI_HZ], level_db=c[RUN_LEVEL], lo_db=c[RUN_LO_DB], hi_db=c[RUN_HI_DB],
+                misses=int(c[RUN_MISS]))
         if c[RUN] else None
     )
     tn._prev_level, tn._fax_ms, tn._cpt_ms = c[PREV_LEVEL], int(c[FAX_MS]), int(c[CPT_MS])

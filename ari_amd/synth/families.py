@@ -59,6 +59,7 @@ class Family:
     line: Overrides = _none  # overrides for every clip (drawn before the category's own)
     post: Post | None = None
     engine: str | None = None  # a voice from engines.py that this family needs
+    subtype: str = "ULAW"  # the WAV coding its folder is written in (the last leg's G.711 law)
 
     def unavailable(self) -> str | None:
         """Why this family cannot be made here, or None."""
@@ -190,7 +191,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            {**_cats(SPEECH_CATEGORIES), **_cats(BEEP_CATEGORIES, _beep_under(0, 12)),  # the line drives the beep too
             "fax": Recipe("fax", lambda rng: {"tone_dbfs": float(rng.uniform(-4, -2)), "hot": True})},
            line=lambda rng: {"full_scale_pct": float(rng.uniform(2.0, 3.0)), "clip_pct": 0.0}),
-    Family("alaw", "an A-law trunk instead of mu-law", _cats(DEV_CATEGORIES), line=lambda rng: {"codec": "alaw"}),
+    Family("alaw", "an A-law trunk instead of mu-law", _cats(DEV_CATEGORIES), line=lambda rng: {"codec": "alaw"},
+           subtype="ALAW"),
     Family("loss_zeros", "1-5% of 20 ms packets lost, some in bursts, played as silence (no concealment)",
            _cats(DEV_CATEGORIES), line=lambda rng: {"dropouts": False}, post=_loss(False)),
     Family("beep_shapes", "beeps of every shape (pure, harmonic, two-tone, dual, glide, double, decaying), 0.1-2 s, "
@@ -293,9 +295,16 @@ def plan(family: Family, per_category: int, seed: int) -> list[tuple[str, int, s
     return sorted(((jobs[j][0], jobs[j][1], f"clip-{k:03d}.wav") for k, j in enumerate(order)), key=lambda t: t[2])
 
 
+def as_written(samples: np.ndarray, subtype: str) -> np.ndarray:
+    """The samples as a WAV of ``subtype`` holds them (a G.711 WAV re-quantises)."""
+    return samples if subtype == "PCM_16" else g711_round_trip(samples, "alaw" if subtype == "ALAW" else "ulaw")
+
+
 def write_family(family: Family, outdir: str | Path, per_category: int = 6, seed: int = 0,
-                 subtype: str = "ULAW") -> Written:
-    """OUTDIR/<family>/: clip-NNN.wav + labels.csv (+ family.json, what made it)."""
+                 subtype: str | None = None) -> Written:
+    """OUTDIR/<family>/: clip-NNN.wav + labels.csv (+ family.json, what made it). ``subtype``
+    (ULAW, ALAW, PCM_16) defaults to the family's own."""
+    subtype = subtype or family.subtype
     folder = Path(outdir) / family.name
     why = family.unavailable()
     if why:
@@ -336,5 +345,5 @@ def write_labels(folder: Path, rows: list[dict[str, str]]) -> None:
 
 __all__ = [
     "Family", "Recipe", "FAMILIES", "TUNE_FAMILIES", "REPORT_FAMILIES", "SPLITS", "FAMILY_COLUMNS",
-    "select", "write_family", "write_labels", "write_meta", "is_made", "plan", "family_rng", "meta", "Written",
+    "select", "as_written", "write_family", "write_labels", "write_meta", "is_made", "plan", "family_rng", "meta", "Written",
 ]

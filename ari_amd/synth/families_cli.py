@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", help=f"comma-separated, any split (overrides --split): {', '.join(FAMILIES)}")
     ap.add_argument("--per-category", type=int, default=6, metavar="N")
     ap.add_argument("--seed", type=int, default=0, metavar="S")
-    ap.add_argument("--pcm", action="store_true", help="16-bit PCM WAV instead of mu-law")
+    ap.add_argument("--pcm", action="store_true", help="16-bit PCM WAV instead of G.711 (mu-law; A-law for alaw)")
     args = ap.parse_args(argv)
     if args.per_category < 1:
         ap.error("--per-category must be at least 1")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     for fam in fams:
         t = time.monotonic()
-        w = write_family(fam, args.outdir, args.per_category, args.seed, "PCM_16" if args.pcm else "ULAW")
+        w = write_family(fam, args.outdir, args.per_category, args.seed, "PCM_16" if args.pcm else None)
         if w.skipped:
             print(w.skipped, file=sys.stderr)
         else:

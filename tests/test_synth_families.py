@@ -210,3 +210,27 @@ def test_family_overrides_are_drawn_per_clip() -> None:
     fam: Family = FAMILIES["tempo"]
     notes = {fam.make("human_business", i, seed=0).notes.split(";")[0] for i in range(3)}
     assert len(notes) > 1 and all(n.startswith("tempo x") for n in notes)
+
+
+@pytest.mark.skipif(engines.shutil.which("sox") is None, reason="sox re-pitches the prompts")
+def test_prompt_family_reads_a_prompts_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ari_amd.synth import Voice, speak
+    from ari_amd.synth.corpus import write_wav
+    from ari_amd.synth.families import _PROMPT_TEXT
+
+    # stand-ins for Asterisk's recordings: the numpy voice saying each prompt's name
+    names = {tok for d in _PROMPT_TEXT.values() for t in d["text"] for tok in t.replace(",", " ").split()}
+    names = {n for n in names if not n.startswith("{")} | {f"digits/{d}" for d in range(10)}
+    (tmp_path / "digits").mkdir()
+    rng = np.random.default_rng(0)
+    voice = Voice.random(rng)
+    for n in names:
+        y = speak(n.split("/")[-1].replace("-", " "), voice, rng)
+        write_wav(tmp_path / f"{n}.wav", np.round(y * 32767).astype(np.int16), "PCM_16")
+    monkeypatch.setenv("ARI_AMD_PROMPTS", str(tmp_path))
+    fam = FAMILIES["asterisk_pitched"]
+    assert fam.unavailable() is None
+    for category in ("human_residential", "machine_carrier"):
+        clip = fam.make(category, 0, seed=1)
+        assert clip.voice.startswith("allison(pitch ") and "cents)" in clip.voice
+        assert clip.speech_onset_ms is not None and np.any(clip.samples)

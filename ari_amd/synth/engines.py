@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _run(cmd: list[str], data: bytes | None = None, timeout: float = 60) -> byte
     return p.stdout
 
 
-def sox_to_8k(path_or_bytes: str | bytes, effects: list[str] = ()) -> np.ndarray:  # type: ignore[assignment]
+def sox_to_8k(path_or_bytes: str | bytes, effects: Sequence[str] = ()) -> np.ndarray:
     """A WAV file (path) or WAV bytes -> float64 mono at 8 kHz, through sox ``effects``."""
     src = ["-"] if isinstance(path_or_bytes, bytes) else [str(path_or_bytes)]
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else None
@@ -170,7 +171,7 @@ def prompts_dir() -> Path | None:
     return None
 
 
-def _prompts(folder: str, script: str, effects: list[str]) -> np.ndarray:
+def _prompts(folder: str, script: str, effects: Sequence[str]) -> np.ndarray:
     """A prompt script: file names (``vm-theperson``), single digits (read from digits/), and
     commas for a short pause, played back to back as Asterisk would."""
     parts = []
@@ -178,6 +179,8 @@ def _prompts(folder: str, script: str, effects: list[str]) -> np.ndarray:
         if tok == ",":
             parts.append(np.zeros(int(0.25 * SR)))
             continue
+        # a script may also be plain words that are prompts' names ("Hello?" -> hello)
+        tok = tok if (Path(folder) / f"{tok}.wav").is_file() else re.sub(r"[^\w-]", "", tok).lower()
         name = f"digits/{tok}" if re.fullmatch(r"\d", tok) else tok
         path = Path(folder) / f"{name}.wav"
         if not path.is_file():

@@ -164,7 +164,7 @@ _PROMPT_TEXT: dict[str, dict[str, Any]] = {
     "human_residential": {"text": ["hello", "hello , hello"], "second_hello": False},
     "human_slow_start": {"text": ["one-moment-please", "hello , one-moment-please"], "length_s": (1.0, 2.5),
                          "second_hello": False},
-    "human_business": {"text": ["transfer", "hello transfer", "pls-hold-while-try"]},
+    "human_business": {"text": ["transfer", "hello transfer", "pls-hold-while-try"], "second_hello": False},
     "machine_personal": {"text": ["vm-nobodyavail", "vm-theperson {digits} vm-isunavail"]},
     "machine_carrier": {"text": ["vm-theperson {digits} vm-isunavail vm-intro", "vm-nobodyavail vm-intro"]},
     "machine_no_beep": {"text": ["vm-mailboxfull vm-goodbye", "number-not-answering please-try-call-later"],

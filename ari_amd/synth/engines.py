@@ -156,7 +156,9 @@ def flite_voices() -> tuple[str, ...]:
 def festival_voices() -> list[str]:
     if shutil.which("text2wave") is None or not FESTIVAL_VOICE_DIR.is_dir():
         return []
-    return sorted(p.name for lang in FESTIVAL_VOICE_DIR.iterdir() if lang.is_dir() for p in lang.iterdir() if p.is_dir())
+    # English only: festival files voices by language (english/, us/); Italian, Czech... stay out
+    return sorted(p.name for lang in FESTIVAL_VOICE_DIR.iterdir() if lang.name in ("english", "us")
+                  for p in lang.iterdir() if p.is_dir())
 
 
 def prompts_dir() -> Path | None:

@@ -1,4 +1,5 @@
-"""python -m ari_amd.synth OUTDIR [--per-category N] [--seed S] [--categories a,b] [--pcm]"""
+"""python -m ari_amd.synth OUTDIR [--per-category N] [--seed S] [--categories a,b] [--pcm]
+python -m ari_amd.synth families OUTDIR [--split tune|report|all] [--families a,b] [--per-category N] [--seed S]"""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from ari_amd.synth.scenes import DEFAULT_CATEGORIES, SCENES
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["families"]:
+        from ari_amd.synth.families_cli import main as families_main
+
+        return families_main(argv[1:])
     ap = argparse.ArgumentParser(
         prog="python -m ari_amd.synth",
         description="Write a labelled corpus of synthetic call audio (8 kHz WAV + labels.csv).",

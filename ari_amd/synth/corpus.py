@@ -20,7 +20,7 @@ import soundfile as sf
 
 from ari_amd.synth.scenes import DEFAULT_CATEGORIES, LABEL_COLUMNS, SCENES, Clip
 
-SUBTYPES = ("ULAW", "PCM_16")
+SUBTYPES = ("ULAW", "ALAW", "PCM_16")
 
 
 def clip_seed(seed: int, category: str, index: int) -> np.random.Generator:

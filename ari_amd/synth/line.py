@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
+from ari_amd.detect.g711 import ALAW_TO_LINEAR, decode_ulaw, encode_ulaw
 
 SR = 8_000
 BAND = (300.0, 3_400.0)
 SPEECH_PEAK = 0.95  # speech peaks (phone band) stay below this unless the line is hot
 NOISE_KINDS = ("white", "pink", "brown", "hum60", "babble4", "street_steps")
+# Not drawn by LineConfig.random (that would change every existing clip): the families use them.
+EXTRA_NOISE_KINDS = ("babble6", "crackle", "street_swell", "room_music")
+CODECS = ("ulaw", "alaw")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,8 +169,51 @@ def babble_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return _unit_band(babble(n / SR + 0.01, rng)[:n].astype(np.float64))
 
 
+def babble6_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Six talkers: denser than babble4, fewer gaps to hear through."""
+    from ari_amd.synth.voice import babble
+
+    return _unit_band(babble(n / SR + 0.01, rng, talkers=6)[:n].astype(np.float64))
+
+
+def crackle_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A bad line: faint hiss plus clicks (short decaying impulses) in random bursts."""
+    x = 0.15 * _colored(n, rng, 0.5)
+    clicks = np.zeros(n)
+    rate = float(rng.uniform(15, 60))  # clicks per second while crackling
+    burst_on = np.repeat(rng.random(n // 800 + 1) < 0.45, 800)[:n]  # 100 ms blocks that crackle
+    hits = np.nonzero((rng.random(n) < rate / SR) & burst_on)[0]
+    clicks[hits] = rng.choice([-1.0, 1.0], len(hits)) * rng.lognormal(0, 0.7, len(hits))
+    decay = np.exp(-np.arange(24) / float(rng.uniform(2, 6)))
+    x += np.convolve(clicks, decay)[:n]
+    return _unit_band(x)
+
+
+def street_swell_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Traffic that swells and fades (a vehicle passing every few seconds, +6..+15 dB over a
+    low rumble): the noise floor moves as fast as speech does."""
+    base = lowpass(_colored(n, rng, 1.2), float(rng.uniform(500, 1_200)), order=2)
+    t = np.arange(n) / SR
+    gain_db = np.full(n, -8.0)
+    c = float(rng.uniform(-1, 2))
+    while c < n / SR + 2:
+        w = float(rng.uniform(1.0, 4.0))
+        gain_db = np.maximum(gain_db, -8 + rng.uniform(6, 15) * np.exp(-0.5 * ((t - c) / (w / 2.5)) ** 2))
+        c += float(rng.uniform(1.5, 5.0))
+    return _unit_band(base * 10 ** (gain_db / 20))
+
+
+def room_music_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Music playing in the room behind the speaker: chords, dulled by distance."""
+    from ari_amd.synth.tones import music
+
+    x = lowpass(music(rng, n / SR + 0.01)[:n], float(rng.uniform(1_500, 2_500)), order=2)
+    return _unit_band(x + 0.05 * _colored(n, rng, 1.0))
+
+
 def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` samples of background noise of one of NOISE_KINDS, unit RMS in the phone band."""
+    """``n`` samples of background noise of one of NOISE_KINDS or EXTRA_NOISE_KINDS, unit RMS
+    in the phone band."""
     if n <= 0:
         return np.zeros(0)
     makers = {
@@ -177,9 +223,13 @@ def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         "hum60": hum_noise,
         "babble4": babble_noise,
         "street_steps": street_noise,
+        "babble6": babble6_noise,
+        "crackle": crackle_noise,
+        "street_swell": street_swell_noise,
+        "room_music": room_music_noise,
     }
     if kind not in makers:
-        raise ValueError(f"unknown noise kind {kind!r}; one of {', '.join(NOISE_KINDS)}")
+        raise ValueError(f"unknown noise kind {kind!r}; one of {', '.join(NOISE_KINDS + EXTRA_NOISE_KINDS)}")
     return makers[kind](n, rng)
 
 
@@ -199,6 +249,9 @@ class LineConfig:
     ulaw: bool = True  # G.711 mu-law round trip, then a small level change
     level_change_db: float = 0.0
     dropouts: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, length_ms)
+    codec: str = "ulaw"  # which G.711 law the round trip uses (when ``ulaw`` is true)
+    noise_dbfs: float | None = None  # the noise's own level in the phone band, overriding snr_db
+    full_scale_pct: float = 0.0  # a hot line: drive speech until this % of its samples hit full scale
 
     @classmethod
     def random(cls, rng: np.random.Generator, duration_ms: int, **overrides) -> LineConfig:
@@ -228,6 +281,20 @@ class LineResult:
     gain_db: float  # applied to everything so peaks stay below full scale
     clipped_pct: float
     dropouts: list[tuple[int, int]]
+
+
+def g711_round_trip(pcm: np.ndarray, law: str = "ulaw") -> np.ndarray:
+    """int16 -> G.711 ``law`` -> int16: what a trunk of that law does to the audio."""
+    if law == "ulaw":
+        return decode_ulaw(encode_ulaw(pcm))
+    if law != "alaw":
+        raise ValueError(f"law must be one of {CODECS}")
+    # nearest A-law level: G.711 decodes to the middle of each step, so nearest == encode+decode
+    levels = np.unique(ALAW_TO_LINEAR.astype(np.int32))
+    x = np.asarray(pcm, dtype=np.int32)
+    i = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1)
+    lo, hi = levels[i - 1], levels[i]
+    return np.where(x - lo <= hi - x, lo, hi).astype(np.int16)
 
 
 def random_dropouts(rng: np.random.Generator, duration_ms: int) -> list[tuple[int, int]]:
@@ -274,11 +341,24 @@ def transmit(
     if other is not None:
         mix += np.asarray(other, dtype=np.float64)[:n]
     if cfg.noise:
-        mix += make_noise(cfg.noise, n, rng) * 10 ** ((ref - cfg.snr_db) / 20)
+        if cfg.noise_dbfs is not None:  # the noise's level is the given one: the SNR follows from it
+            cfg.snr_db = float(round(ref - cfg.noise_dbfs, 1))
+        noise_db = ref - cfg.snr_db
+        mix += make_noise(cfg.noise, n, rng) * 10 ** (noise_db / 20)
     mix = bandpass(mix)
     gain = 1.0
     clipped = 0.0
-    if cfg.hot:
+    if cfg.full_scale_pct > 0 and has_speech:
+        # drive the whole line (speech and all) until that share of the sounding speech
+        # samples sits at full scale: a loud talker on a line with too much gain
+        on = np.repeat(activity(bandpass(np.asarray(speech, dtype=np.float64)[:n])), 80)
+        on = np.concatenate([on, np.zeros(max(0, n - len(on)), dtype=bool)])[:n]
+        peak_q = float(np.quantile(np.abs(mix[on]), 1 - cfg.full_scale_pct / 100)) if on.any() else 1.0
+        gain = 1.0 / max(peak_q, 1e-9)
+        mix *= gain
+        clipped = float(np.mean(np.abs(mix[on]) >= 1.0) * 100) if on.any() else 0.0
+        mix = np.clip(mix, -1.0, 1.0)
+    elif cfg.hot:
         clipped = float(np.mean(np.abs(mix) >= 1.0) * 100)
         mix = np.clip(mix, -1.0, 1.0)
     else:
@@ -292,7 +372,7 @@ def transmit(
             mix = np.clip(mix, -thr, thr)
     pcm = np.clip(np.round(mix * 32768), -32768, 32767).astype(np.int16)
     if cfg.ulaw:
-        pcm = decode_ulaw(encode_ulaw(pcm))
+        pcm = g711_round_trip(pcm, cfg.codec)
         k = 10 ** (cfg.level_change_db / 20)
         pcm = np.clip(np.round(pcm.astype(np.float64) * k), -32768, 32767).astype(np.int16)
         gain *= k

@@ -15,6 +15,21 @@ HELLO_LONG = [  # a few say more (up to ~2.3 s)
 ]
 HELLO_AGAIN = ["Hello?", "Hello? Anyone there?", "Hello, can you hear me?", "Hello? Hello?", "Who is this?"]
 
+HELLO_SLOW = [  # first words that run a second or more (field failures: cut short or called machine)
+    "Hello, Garcia house.", "One moment, please.", "Yes hello, who am I speaking with?",
+    "Hello, Martin residence, who's this?", "Yeah, hello, who is calling please?",
+]
+HELLO_PERSONAL_LONG = [  # long personal hellos, 2.5-4 s, spoken live
+    "Hello, this is Theresa Walsh speaking, can I ask who's calling?",
+    "Hi, you've got Robert Delgado here, who am I talking to?",
+    "Hello, Margaret Olsen speaking, may I ask what this is about?",
+    "Good evening, this is Kevin Park, who's calling please?",
+]
+ATTENDANT = [  # a person (or a front desk) handing the call on, before ringback
+    "Please hold while I connect you.", "One moment, I'll put you through.",
+    "Let me transfer you, please hold.", "Sure, hold on, I'll connect you now.",
+]
+
 BUSINESS = [
     "Thanks for calling Blue River Dental, this is Jenny, how can I help you?",
     "Good afternoon, Parker and Sons Plumbing, how may I help you?",

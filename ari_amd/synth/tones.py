@@ -14,6 +14,8 @@ import numpy as np
 SR = 8_000
 
 BEEP_KINDS = ("pure", "harmonic", "two-tone", "dual-tone", "glide", "double")
+# Asked for by name only (make_beep's random draw keeps to BEEP_KINDS so old clips stay the same)
+EXTRA_BEEP_KINDS = ("decaying",)
 COMMON_BEEP_HZ = (425, 440, 500, 600, 700, 800, 850, 900, 950, 1000, 1100, 1200, 1400, 1600, 1800)
 SIT_HZ = (913.8, 1370.6, 1776.7)  # low segment frequencies; the high ones are 985.2, 1428.5
 SIT_HIGH_HZ = (985.2, 1428.5, 1776.7)
@@ -81,8 +83,8 @@ def make_beep(
 ) -> Beep:
     """A voicemail beep: 400-2000 Hz, 0.12-1.5 s, -25 to -6 dBFS, of one of BEEP_KINDS."""
     kind = kind or str(rng.choice(BEEP_KINDS, p=[0.4, 0.12, 0.12, 0.08, 0.12, 0.16]))
-    if kind not in BEEP_KINDS:
-        raise ValueError(f"unknown beep kind {kind!r}; one of {', '.join(BEEP_KINDS)}")
+    if kind not in BEEP_KINDS + EXTRA_BEEP_KINDS:
+        raise ValueError(f"unknown beep kind {kind!r}; one of {', '.join(BEEP_KINDS + EXTRA_BEEP_KINDS)}")
     if hz is None:
         if rng.random() < 0.5:
             hz = float(rng.choice(COMMON_BEEP_HZ)) * float(rng.uniform(0.995, 1.005))
@@ -117,6 +119,12 @@ def make_beep(
         span = hz * float(rng.uniform(0.015, 0.05)) * rng.choice([-1, 1])
         x = ramp(tone(hz - span / 2, dur, glide_to=hz + span / 2), ramp_ms)
         freqs, desc = [hz], f"glide {hz - span / 2:.0f}->{hz + span / 2:.0f} Hz"
+    elif kind == "decaying":
+        # a chime: struck, then dying away 15-30 dB by its end (no steady level to lock on to)
+        fall_db = float(rng.uniform(15, 30))
+        t = np.arange(int(round(dur * SR))) / SR
+        x = ramp(tone(hz, dur) * 10 ** (-fall_db * t / max(dur, 1e-9) / 20), 1.0)
+        freqs, desc = [hz], f"decaying {hz:.0f} Hz, -{fall_db:.0f} dB"
     else:  # double
         p = float(rng.uniform(0.1, 0.32))
         gap = float(rng.uniform(0.06, 0.2))
@@ -229,6 +237,17 @@ def ringback(dur_s: float, on_s: float = 2.0, off_s: float = 4.0, phase_s: float
     x = 0.5 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 480 * t))
     cyc = t % (on_s + off_s)
     gate = np.clip(np.minimum(cyc, on_s - cyc) / 0.01, 0, 1)
+    return x * gate
+
+
+def uk_ringback(dur_s: float, phase_s: float = 0.0) -> np.ndarray:
+    """UK/European-style ringback: 400 + 450 Hz, 0.4 s on, 0.2 s off, 0.4 s on, 2 s off."""
+    n = int(round(dur_s * SR))
+    t = np.arange(n) / SR + phase_s
+    x = 0.5 * (np.sin(2 * np.pi * 400 * t) + np.sin(2 * np.pi * 450 * t))
+    cyc = t % 3.0
+    on = (cyc < 0.4) | ((cyc >= 0.6) & (cyc < 1.0))
+    gate = np.convolve(on.astype(np.float64), np.ones(80) / 80, mode="same")  # 10 ms edges
     return x * gate
 
 

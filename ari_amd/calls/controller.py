@@ -16,20 +16,20 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from ari_amd.ari import (
-    Event,
     AriClient,
     AriError,
     ChannelDestroyed,
     ChannelEvents,
     ChannelStateChange,
     Dial,
+    Event,
     EventStream,
     StasisEnd,
     StasisStart,
@@ -74,7 +74,7 @@ def event_age_s(timestamp: str) -> float:
         stamped = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
         return 0.0
-    age = (datetime.now(timezone.utc) - stamped).total_seconds()
+    age = (datetime.now(UTC) - stamped).total_seconds()
     return age if 0.0 <= age <= MAX_EVENT_AGE_S else 0.0
 
 
@@ -255,7 +255,7 @@ class CallController:
         # StasisStart can wait in our queue, and durations must still count from the answer.
         lag = event_age_s(timestamp)
         self._answered_mono = time.monotonic() - lag
-        self.call.answered_at = datetime.now(timezone.utc) - timedelta(seconds=lag)
+        self.call.answered_at = datetime.now(UTC) - timedelta(seconds=lag)
         self.call._set_status(CallStatus.IN_PROGRESS)
         self._log.info("call_answered", channel_id=self.call.channel_id, event_age_ms=round(lag * 1000))
         self.call._emit(CallEventKind.ANSWERED)

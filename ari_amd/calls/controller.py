@@ -1,13 +1,16 @@
 """One call's life, from its creation (or the dialplan's Stasis()) to its last resource freed.
 
     channels/create -> StasisStart -> MediaTap (snoop + externalMedia) -> dial -> Ringing
-      -> Up (Asterisk's stamp: t0 of detection) -> detector (batched), verdicts as they come
+      -> Up (Asterisk's stamp: t0 of detection) -> DetectionSession.start (media/detection.py:
+         the audio held since answer, then the detector, batched), verdicts as they come
       -> sync: variables, then continue / hang up / hold   |   async: that at answer, verdict later
       -> tap torn down -> ChannelDestroyed -> completed
 
 A CallController owns its call's channel events (one queue, Asterisk's order) and is the only
 writer of its Call. Every path out of detection (verdict, hangup, media gone, Asterisk gone,
-shutdown) goes through the end of `_detect`, and every path out of `run` through the tap's close.
+shutdown) goes through the end of `_detect`, and every path out of `run` through the detection
+session's and the tap's close. The call's audio (holding, the feed routes, recording) is the
+DetectionSession's; the controller starts it at answer, takes its events, and closes it.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def test_each_route_gives_classify_verdicts(clips: dict[str, np.ndarray], fmt: s
         assert session.route == route
         session.start(answered_at=0.0)
         play(session, audio, batch, fmt)
-        session.close()
+        session.finish()
         if fmt == "slin16":
             want = classify(np.repeat(audio[: len(audio) // FRAME * FRAME], 2), params, sample_rate=16000)
         else:
@@ -120,7 +120,7 @@ def test_frames_before_answer_are_held_and_ringing_is_dropped(clips: dict[str, n
     session.start(answered_at=answered)
     assert session.held == 0 and session.detecting
     play(session, audio[40 * FRAME :], batch)
-    session.close()
+    session.finish()
     assert verdicts(session, events) == classify(audio[: len(audio) // FRAME * FRAME], PARAMS[1])
 
 
@@ -137,7 +137,7 @@ def test_a_tap_later_than_the_answer_puts_the_gap_in_as_silence(clips: dict[str,
         session, events = session_for("ulaw", PARAMS[0], batch, record=True)
         session.start(answered_at=10.0, tapped_at=10.0 + 15 * FRAME_S)
         play(session, audio, batch)
-        session.close()
+        session.finish()
         heard = np.concatenate((np.zeros(15 * FRAME, dtype=np.int16), audio[: len(audio) // FRAME * FRAME]))
         assert verdicts(session, events) == classify(heard, PARAMS[0])
         recording = session.recording
@@ -156,7 +156,7 @@ def test_the_recording_is_what_the_detector_heard_since_answer(tmp_path: Path, c
     clock.now += 1.0
     session.start(answered_at=clock.now)
     play(session, audio, batch, fmt)
-    session.close()
+    session.finish()
     heard = audio[: len(audio) // FRAME * FRAME]
     if rate == 16000:
         heard = np.repeat(heard, 2)
@@ -176,7 +176,7 @@ def test_nothing_is_recorded_unless_asked(tmp_path: Path, clips: dict[str, np.nd
     session, _ = session_for("ulaw", PARAMS[0], FrameBatch())
     session.start(answered_at=0.0)
     play(session, clips["silence"], None)
-    session.close()
+    session.finish()
     assert session.recording is None
     assert not session.write_recording(tmp_path / "none.wav") and not (tmp_path / "none.wav").exists()
 
@@ -185,12 +185,24 @@ def test_a_session_closed_before_answer_leaves_the_batch_without_a_verdict() -> 
     batch = FrameBatch()
     session, events = session_for("ulaw", PARAMS[0], batch)
     assert len(batch) == 1
-    session.on_g711(bytes(FRAME))  # type: ignore[misc]  # the batch's G.711 route has on_g711
-    session.close("hangup")
+    assert session.on_g711 is not None  # the batch's G.711 route
+    session.on_g711(bytes(FRAME))  # held
+    session.close()
     assert len(batch) == 0 and not events and session.held == 0
     session.on_audio(np.zeros(FRAME, dtype=np.int16), 8000)  # after close: dropped
     session.start(answered_at=0.0)  # too late: nothing starts
     assert not session.detecting and session.detector.time_ms == 0
+
+
+def test_close_leaves_the_batch_without_a_verdict_and_finish_after_it_does_nothing() -> None:
+    batch = FrameBatch()
+    session, events = session_for("ulaw", PARAMS[0], batch)
+    session.start(answered_at=0.0)
+    play(session, np.zeros(50 * FRAME, dtype=np.int16), batch)
+    session.close()
+    session.finish("hangup")
+    assert len(batch) == 0 and not session.detecting
+    assert not [ev for ev in events if ev.kind is EventKind.VERDICT] and not session.done
 
 
 def test_an_undecided_call_ends_unknown_with_the_cause() -> None:
@@ -198,7 +210,7 @@ def test_an_undecided_call_ends_unknown_with_the_cause() -> None:
         session, events = session_for("ulaw", PARAMS[0], batch)
         session.start(answered_at=0.0)
         play(session, np.zeros(50 * FRAME, dtype=np.int16), batch)
-        session.close("hangup")
+        session.finish("hangup")
         (verdict,) = verdicts(session, events)
         assert verdict.answered_by.value == "unknown" and "hangup" in verdict.cause
         assert verdict.duration_ms == 1000
@@ -238,7 +250,7 @@ def test_the_hub_queues_a_started_calls_frames_as_blocks(source: socket.socket,
         session.start(answered_at=0.0, receiver=rx)
         send(range(25, n))
         assert hub.stats.fast > 0  # taken by array, as blocks into the batch
-        session.close()
+        session.finish()
         rx.close()
         heard = audio[: n * FRAME]
         assert verdicts(session, events) == classify(heard, PARAMS[1])

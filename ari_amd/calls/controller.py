@@ -290,7 +290,7 @@ class CallController:
         if request.async_amd and self._abort_cause is None:
             await self._after_detection()
         await self._watch_detection()
-        self.detection.close("hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media"))
+        self.detection.finish("hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media"))
         await self.tap.close()
         if self.ctx.metrics is not None and self.tap.receiver is not None:
             record_receiver_stats(self.ctx.metrics, self.tap.receiver.stats)

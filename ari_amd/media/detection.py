@@ -44,7 +44,8 @@ log = structlog.get_logger(__name__)
 
 class DetectionSession:
     """One call's detection on the media side: give `on_audio` (and `on_g711`, when not None) to
-    the call's RtpReceiver before the tap opens, `start` at answer, `close` at the end."""
+    the call's RtpReceiver before the tap opens, `start` at answer, `finish` when detection ends
+    (or only `close`, for a call never answered)."""
 
     def __init__(
         self,
@@ -92,7 +93,7 @@ class DetectionSession:
     # -- what the caller reads ------------------------------------------------------------------
     @property
     def detecting(self) -> bool:
-        """Started and not yet closed: frames go to the detector (before: held)."""
+        """Started and not yet finished or closed: frames go to the detector (before: held)."""
         return self._detecting
 
     @property
@@ -145,7 +146,7 @@ class DetectionSession:
         """Detection starts: what the tap heard since `answered_at` goes in first (both times on
         the session's clock). tapped_at: when the tap started listening; later than the answer
         (a channel handed over by the dialplan), the gap goes in as silence so that durations
-        stay counted from answer. receiver: the call's, flushed at `close` (and, on an RtpHub
+        stay counted from answer. receiver: the call's, flushed at `finish` (and, on an RtpHub
         with the batch's G.711 route, let queue the call's frames as blocks)."""
         if self._detecting or self._closed:
             return
@@ -166,20 +167,27 @@ class DetectionSession:
             # From here on_g711 only passes frames to the batch: the hub may queue them itself.
             receiver.bind_batch(self._batch)
 
-    def close(self, cause: str = "end_of_audio") -> None:
-        """The call's audio ends: frames the receiver holds back for a missing packet go in,
-        then an undecided detector ends with `unknown` (cause: "hangup", "no_media"...), and
-        the session leaves the batch. Later frames are dropped. Idempotent."""
+    def finish(self, cause: str = "end_of_audio") -> None:
+        """Detection ends: frames the receiver holds back for a missing packet go in, then an
+        undecided detector ends with `unknown` (cause: "hangup", "no_media"...), then `close`."""
         if self._closed:
             return
-        if self._detecting and self._receiver is not None:
-            self._receiver.flush()  # they belong before the end
-        if self._detecting and not self.detector.done:
-            if self._batch is not None:
-                self._batch.finish(cause)  # its queued frames first; events via the callback
-            else:
-                for ev in self.detector.finish(cause):
-                    self.on_event(ev)
+        if self._detecting:
+            if self._receiver is not None:
+                self._receiver.flush()  # they belong before the end
+            if not self.detector.done:
+                if self._batch is not None:
+                    self._batch.finish(cause)  # its queued frames first; events via the callback
+                else:
+                    for ev in self.detector.finish(cause):
+                        self.on_event(ev)
+        self.close()
+
+    def close(self) -> None:
+        """Leave the batch, with no verdict if there was none (a call never answered); later
+        frames are dropped. Idempotent."""
+        if self._closed:
+            return
         if self._batch is not None:
             self._batch.close()
         self._closed = True

@@ -4,12 +4,13 @@ detector by one route, optionally recorded, its events handed on as they come.
     tap (RtpReceiver: on_audio / on_g711) -> DetectionSession -> Detector -> on_event(AmdEvent)
                                              [held until start()]  [or the FrameBatch's columns]
 
-The routes, chosen once when the session is made:
-- no FrameBatch: each decoded frame through `Detector.feed`, events at once (per packet);
-- a FrameBatch, G.711: the payloads undecoded into the batch (`BatchSession.feed_g711`), decoded
-  a tick at a time with every other call's; on an RtpHub the hub queues them itself, as a block
-  (`RtpReceiver.bind_batch`), once detection has started;
-- a FrameBatch, linear formats (slin, slin16): the decoded samples into the batch (`BatchSession.feed`).
+The four routes (`route`; the first three fixed when the session is made, the fourth at `start`):
+- "feed", no FrameBatch: each decoded frame through `Detector.feed`, events at once (per packet);
+- "batch_g711": the payloads undecoded into the batch (`BatchSession.feed_g711`), decoded a tick
+  at a time with every other call's;
+- "batch_linear", slin and slin16: the decoded samples into the batch (`BatchSession.feed`);
+- on an RtpHub, "batch_g711" once started: the hub queues the call's in-sequence payloads itself,
+  as one block with every other call's (`RtpReceiver.bind_batch`); the rest still come one by one.
 Recording keeps what the detector was given since answer (the batch records G.711 itself, as int16
 at 8 kHz, whichever way a frame reached it) and writes it as one WAV at the end.
 

@@ -27,4 +27,5 @@ def load(path: str | Path) -> np.ndarray:
         import soxr  # only offline tools on non-8 kHz files pay for this import
 
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
-    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
+    pcm: np.ndarray = np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
+    return pcm

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ari_amd.audio import AudioError, load
 from ari_amd.detect import AmdParams, Detector, Mode, ParameterError, Verdict
@@ -147,7 +147,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def add_service_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML settings (see ari_amd/calls/config.py); env ARI_AMD_* override")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML settings (see ari_amd/calls/config.py); env ARI_AMD_* override"
+    )
     p.add_argument("--ari-url", help="ARI base URL (http://127.0.0.1:8088)")
     p.add_argument("--ari-user", help="ARI user (ari-amd)")
     p.add_argument("--ari-password", help="ARI password (ari-amd); prefer ARI_AMD_ARI_PASSWORD")
@@ -170,8 +172,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     import os
 
     from ari_amd.calls.config import ConfigError
-    from ari_amd.calls.stasis_args import check_callback_url
     from ari_amd.calls.oneshot import place_one
+    from ari_amd.calls.stasis_args import check_callback_url
     from ari_amd.logs import configure_logging
 
     try:
@@ -266,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_tuning_args(p)
     add_service_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object once the verdict is known")
-    p.add_argument("--async", dest="async_amd", action="store_true", help="AsyncAmd: the call goes on; verdict to --callback")
+    p.add_argument(
+        "--async", dest="async_amd", action="store_true", help="AsyncAmd: the call goes on; verdict to --callback"
+    )
     p.add_argument("--callback", metavar="URL", help="AsyncAmdStatusCallback: POST the verdict here (with --async)")
     p.add_argument("--ring-timeout", type=int, default=30, metavar="S", help="seconds to wait for an answer (30)")
     p.add_argument("--caller-id", help='caller id, e.g. "Dialer <1000>"')

@@ -102,7 +102,9 @@ class Report:
         fax_lag = [
             o.verdict.duration_ms - onset
             for o in outs
-            if o.clip.truth == "fax" and o.verdict.answered_by.value == "fax" and (onset := o.clip.ms("speech_onset_ms")) is not None
+            if o.clip.truth == "fax"
+            and o.verdict.answered_by.value == "fax"
+            and (onset := o.clip.ms("speech_onset_ms")) is not None
         ]
         beeps = [o for o in outs if o.clip.ms("beep_end_ms") is not None]
         beep_hits = [o for o in beeps if o.verdict.answered_by.value == "machine_end_beep"]
@@ -120,7 +122,10 @@ class Report:
             "unreadable": self.errors,
             "accuracy_pct": _pct(sum(o.correct for o in outs), len(outs)),
             "by_category": {
-                c: {"correct": sum(o.correct for o in os), "clips": len(os), "pct": _pct(sum(o.correct for o in os), len(os))}
+                c: {
+                    "correct": sum(o.correct for o in os), "clips": len(os),
+                    "pct": _pct(sum(o.correct for o in os), len(os)),
+                }
                 for c, os in sorted(by_cat.items())
             },
             "confusion": {t: dict(sorted(c.items())) for t, c in confusion.items() if c},
@@ -131,8 +136,10 @@ class Report:
             "fax_verdict_after_tone_onset_ms": _quantiles(fax_lag),
             "beep": {
                 "by_category": {
-                    c: _pct(sum(o.verdict.answered_by.value == "machine_end_beep" for o in os if o.clip.ms("beep_end_ms")),
-                            sum(1 for o in os if o.clip.ms("beep_end_ms")))
+                    c: _pct(
+                        sum(o.verdict.answered_by.value == "machine_end_beep" for o in os if o.clip.ms("beep_end_ms")),
+                        sum(1 for o in os if o.clip.ms("beep_end_ms")),
+                    )
                     for c, os in sorted(by_cat.items())
                     if any(o.clip.ms("beep_end_ms") for o in os)
                 },
@@ -147,7 +154,10 @@ class Report:
 def format_summary(s: dict[str, Any]) -> str:
     """The report as a table a person reads."""
     lines = [f"mode {s['mode']}  {s['params']}", f"clips {s['clips']}  accuracy {s['accuracy_pct']}%"]
-    lines.append(f"false-machine (humans called machine) {s['false_machine_pct']}%   false-human (machines called human) {s['false_human_pct']}%")
+    lines.append(
+        f"false-machine (humans called machine) {s['false_machine_pct']}%   "
+        f"false-human (machines called human) {s['false_human_pct']}%"
+    )
     lines.append("")
     lines.append(f"{'category':22s} {'correct':>9s} {'pct':>6s}")
     for cat, row in s["by_category"].items():
@@ -160,7 +170,8 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"{truth:16s} " + " ".join(f"{row.get(v, 0):>19d}" for v in verdicts))
     lines.append("")
     ttv: dict[str, dict[str, Any]] = s["time_to_verdict_ms"]
-    lines.append("time to verdict (ms from answer): " + "  ".join(f"{t} p50 {q['p50']} p90 {q['p90']}" for t, q in ttv.items() if q["n"]))
+    per_kind = (f"{t} p50 {q['p50']} p90 {q['p90']}" for t, q in ttv.items() if q["n"])
+    lines.append("time to verdict (ms from answer): " + "  ".join(per_kind))
     h = s["human_verdict_after_first_utterance_ms"]
     lines.append(f"human verdict after the first utterance ends: p50 {h['p50']} p90 {h['p90']} ms (n={h['n']})")
     fx = s["fax_verdict_after_tone_onset_ms"]
@@ -169,7 +180,8 @@ def format_summary(s: dict[str, Any]) -> str:
     d: dict[str, Any] = b["delay_after_beep_end_ms"]
     lines.append(
         f"beep: {b['machine_end_beep_pct']}% of {b['clips_with_beep']} beep clips got machine_end_beep; "
-        f"delay after beep end p50 {d['p50']} p90 {d['p90']} ms; verdicts before the beep started: {b['verdicts_before_beep_start']}"
+        f"delay after beep end p50 {d['p50']} p90 {d['p90']} ms; "
+        f"verdicts before the beep started: {b['verdicts_before_beep_start']}"
     )
     if s["mode"] == "DetectMessageEnd":
         lines.append("machine_end_beep by category: " + ", ".join(f"{c} {p}%" for c, p in b["by_category"].items()))

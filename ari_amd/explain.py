@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 from ari_amd.detect import Detector, Rule  # noqa: E402
 from ari_amd.detect.features import SAMPLE_RATE  # noqa: E402
 
-COLOURS = {"speech": "#2e9e4f", "beep": "#d62728", "fax": "#9467bd", "sit": "#ff7f0e", "tone": "#8c564b", "music": "#17becf"}
+COLOURS = {
+    "speech": "#2e9e4f", "beep": "#d62728", "fax": "#9467bd", "sit": "#ff7f0e", "tone": "#8c564b", "music": "#17becf"
+}
 
 
 def _spans(times: np.ndarray, mask: np.ndarray, step: int) -> list[tuple[int, int]]:
@@ -57,7 +59,8 @@ def draw(samples: np.ndarray, det: Detector, out: Path, title: str = "") -> None
     if trace:
         for name, attr in (("speech (VAD)", "speech"), ("tone", "tone"), ("music", "music")):
             for a, b in _spans(t, np.array([getattr(r, attr) for r in trace]), 20):
-                ax_s.broken_barh([(a, b - a)], (rows[name] - 0.35, 0.7), color=COLOURS["speech" if attr == "speech" else "tone" if attr == "tone" else "music"])
+                colour = COLOURS[attr if attr in ("speech", "tone") else "music"]
+                ax_s.broken_barh([(a, b - a)], (rows[name] - 0.35, 0.7), color=colour)
     final = det.verdicts[-1] if det.verdicts else None
     segments = final.segments if final else ()
     for seg in segments:
@@ -77,7 +80,8 @@ def draw(samples: np.ndarray, det: Detector, out: Path, title: str = "") -> None
     if speech:
         onset = speech[0].start_ms
         ax_e.axvline(onset + params.speech_threshold_ms, color="#e377c2", ls="--", lw=0.8)
-        ax_e.text(onset + params.speech_threshold_ms, -8, " SpeechThreshold\n from onset", fontsize=7, color="#e377c2", va="top")
+        ax_e.text(onset + params.speech_threshold_ms, -8, " SpeechThreshold\n from onset",
+                  fontsize=7, color="#e377c2", va="top")
     if final is not None and final.rule is Rule.SPEECH_END and speech:
         last_end = speech[-1].end_ms
         ax_e.annotate("", xy=(last_end + params.speech_end_threshold_ms, -12), xytext=(last_end, -12),
@@ -86,11 +90,12 @@ def draw(samples: np.ndarray, det: Detector, out: Path, title: str = "") -> None
     for v in det.verdicts:
         for ax in (ax_w, ax_e, ax_s):
             ax.axvline(v.duration_ms, color="#d62728" if v.final else "#ff7f0e", lw=1.6)
-        ax_w.text(v.duration_ms, 0.95, f" {v.answered_by.value} @ {v.duration_ms} ms", color="#d62728" if v.final else "#ff7f0e",
-                  fontsize=9, va="top", fontweight="bold")
+        ax_w.text(v.duration_ms, 0.95, f" {v.answered_by.value} @ {v.duration_ms} ms",
+                  color="#d62728" if v.final else "#ff7f0e", fontsize=9, va="top", fontweight="bold")
     if final is not None:
         fig.text(0.01, 0.005, f"{final.answered_by.value} at {final.duration_ms} ms: {final.cause}    "
-                 f"[{params.mode.value}, SpeechThreshold {params.speech_threshold_ms}, SpeechEnd {params.speech_end_threshold_ms}, "
+                 f"[{params.mode.value}, SpeechThreshold {params.speech_threshold_ms}, "
+                 f"SpeechEnd {params.speech_end_threshold_ms}, "
                  f"SilenceTimeout {params.silence_timeout_ms}, Timeout {params.timeout_ms // 1000}s]", fontsize=9)
     ax_s.set_xlim(0, max(secs[-1] if len(secs) else 0, t[-1] if trace else 0))
     fig.tight_layout(rect=(0, 0.03, 1, 1))

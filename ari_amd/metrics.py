@@ -151,7 +151,7 @@ def record_receiver_stats(metrics: Metrics, stats: ReceiverStats, previous: Rece
 
     def grew(field: str) -> int:
         before = getattr(previous, field) if previous is not None else 0
-        return max(0, getattr(stats, field) - before)
+        return max(0, int(getattr(stats, field)) - int(before))
 
     if n := grew("received"):
         metrics.rtp_packets_received.inc(n)

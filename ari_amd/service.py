@@ -68,8 +68,8 @@ async def serve(settings: Settings) -> int:
     try:
         engine.open_media()
     except (OSError, PortPoolExhausted) as e:
-        log.error("rtp_bind_failed", host=settings.rtp_host, ports=f"{settings.rtp_port_first}-{settings.rtp_port_last}",
-                  error=str(e))
+        log.error("rtp_bind_failed", host=settings.rtp_host,
+                  ports=f"{settings.rtp_port_first}-{settings.rtp_port_last}", error=str(e))
         await runner.cleanup()
         await outbox.close()
         return 1

@@ -68,7 +68,12 @@ def score(clips: list[tuple[Clip, np.ndarray]], params: AmdParams, fm_cost: floa
 def tune(folder: Path, fm_cost: float, fh_cost: float, mode: Mode = Mode.ENABLE) -> list[Trial]:
     clips = [(c, load(c.file)) for c in read_labels(folder, mode)]
     trials = [
-        score(clips, AmdParams(mode=mode, speech_threshold_ms=st, speech_end_threshold_ms=se, silence_timeout_ms=sto), fm_cost, fh_cost)
+        score(
+            clips,
+            AmdParams(mode=mode, speech_threshold_ms=st, speech_end_threshold_ms=se, silence_timeout_ms=sto),
+            fm_cost,
+            fh_cost,
+        )
         for st, se, sto in itertools.product(SPEECH_THRESHOLDS, SPEECH_END_THRESHOLDS, SILENCE_TIMEOUTS)
     ]
     return sorted(trials, key=lambda t: t.cost)
@@ -86,7 +91,8 @@ def format_trials(trials: list[Trial], top: int = 8) -> str:
         mark = "  (Twilio's defaults)" if t is default else ""
         lines.append(
             f"{p.speech_threshold_ms:>15d} {p.speech_end_threshold_ms:>18d} {p.silence_timeout_ms:>14d} {t.cost:>8.1f} "
-            f"{100 * t.accuracy:>7.1f}% {t.false_machine:>6d}/{t.humans:<6d} {t.false_human:>5d}/{t.machines:<5d} {t.median_ms:>9.0f}{mark}"
+            f"{100 * t.accuracy:>7.1f}% {t.false_machine:>6d}/{t.humans:<6d} {t.false_human:>5d}/{t.machines:<5d} "
+            f"{t.median_ms:>9.0f}{mark}"
         )
     best = trials[0].params
     lines.append("")

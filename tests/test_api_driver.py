@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ari_amd.api.context import ApiContext
@@ -46,7 +46,7 @@ async def test_steps_taken_before_listening_are_caught_up_and_late_ones_ignored(
     call = Call(CallRequest("PJSIP/1@x", amd=AmdParams()))
     call._set_status(CallStatus.INITIATED)
     call._emit(CallEventKind.INITIATED)  # nobody listens yet: lost, as from a real engine's place()
-    call.answered_at = datetime.now(timezone.utc)
+    call.answered_at = datetime.now(UTC)
     call._set_status(CallStatus.IN_PROGRESS)
     interim = verdict("machine_start", 2400, final=False)
     call._add_verdict(interim)

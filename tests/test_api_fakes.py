@@ -11,7 +11,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ class FakeEngine:
         if not s.answer:
             self._finish(call, s.unanswered)
             return
-        call.answered_at = datetime.now(timezone.utc)
+        call.answered_at = datetime.now(UTC)
         call._set_status(CallStatus.IN_PROGRESS)
         call._emit(CallEventKind.ANSWERED)
         req = call.request

@@ -21,7 +21,18 @@ from ari_amd.api import create_app
 from ari_amd.calls import urlpolicy
 from ari_amd.calls.outbox import Outbox
 from ari_amd.calls.urlpolicy import UrlPolicy
-from tests.test_api_fakes import OTHER_SID, OTHER_TOKEN, SID, TOKEN, Api, FakeEngine, Receiver, Script, free_port, settings_for
+from tests.test_api_fakes import (
+    OTHER_SID,
+    OTHER_TOKEN,
+    SID,
+    TOKEN,
+    Api,
+    FakeEngine,
+    Receiver,
+    Script,
+    free_port,
+    settings_for,
+)
 
 TWILIO = f"/2010-04-01/Accounts/{SID}/Calls.json"
 PLIVO = f"/v1/Account/{SID}/Call/"
@@ -69,10 +80,9 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
 
 
 async def raw(api: Api, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, api.base + path, data=body, headers=headers) as r:
-            text = await r.text()
-            return r.status, (json.loads(text) if text else None)
+    async with aiohttp.ClientSession() as s, s.request(method, api.base + path, data=body, headers=headers) as r:
+        text = await r.text()
+        return r.status, (json.loads(text) if text else None)
 
 
 async def twilio(api: Api, form: dict[str, str], path: str = TWILIO, sid: str = SID, token: str = TOKEN) -> tuple[int, Any]:
@@ -285,10 +295,9 @@ async def test_a_429_says_when_to_retry(make_api: MakeApi) -> None:
     api = await make_api(max_calls_per_account=1)
     await _hold(api)
     assert (await twilio(api, TW))[0] == 201
-    async with aiohttp.ClientSession() as s:
-        async with s.post(api.base + TWILIO, data=TW, headers=basic(SID, TOKEN)) as r:
-            assert r.status == 429
-            assert int(r.headers["Retry-After"]) >= 1
+    async with aiohttp.ClientSession() as s, s.post(api.base + TWILIO, data=TW, headers=basic(SID, TOKEN)) as r:
+        assert r.status == 429
+        assert int(r.headers["Retry-After"]) >= 1
 
 
 async def test_plivo_and_telnyx_answer_429_in_their_shapes(make_api: MakeApi) -> None:

@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from ari_amd.api import create_app
 from ari_amd.api.openapi import document
-from ari_amd.calls.outbox import Outbox
 from ari_amd.calls import urlpolicy
+from ari_amd.calls.outbox import Outbox
 from ari_amd.calls.urlpolicy import UrlPolicy
 from tests.test_api_fakes import SID, TOKEN, FakeEngine, Script, free_port, settings_for
 

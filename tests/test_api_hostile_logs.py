@@ -49,10 +49,12 @@ async def drive(base: str, receiver: Receiver, engine: FakeEngine) -> list[str]:
 
     async def post(url: str, auth: str, **kw: Any) -> int:
         sent.append(auth)
-        async with aiohttp.ClientSession() as s:
-            async with s.post(url, headers={"Authorization": auth, **kw.pop("headers", {})}, **kw) as r:
-                await r.read()
-                return r.status
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(url, headers={"Authorization": auth, **kw.pop("headers", {})}, **kw) as r,
+        ):
+            await r.read()
+            return r.status
 
     form = {"To": "+15550100", "From": "+15550199"}
     assert await post(twilio, basic(SID, WRONG_TOKEN), data=form) == 401

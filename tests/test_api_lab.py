@@ -28,8 +28,8 @@ from ari_amd.calls.config import Settings
 from ari_amd.calls.engine import CallEngine
 from ari_amd.calls.outbox import IDEMPOTENCY_HEADER, Outbox
 from ari_amd.synth.scenes import make_clip
-from tests.test_api_fakes import Receiver, free_port
 from tests.labkit import callee, callee_port, stop_callee
+from tests.test_api_fakes import Receiver, free_port
 from tests.test_lab import lab, lab_up, wait_callee_exit, write_ulaw_wav  # noqa: F401
 
 pytestmark = pytest.mark.lab
@@ -210,14 +210,13 @@ async def test_lab_plivo_hangup_on_machine(live: Live) -> None:
         "hangup_url": r.base + "/hangup",
     }
     auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
-            f"{live.base}/v1/Account/{SID}/Call/",
-            data=json.dumps(body),
-            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
-        ) as resp:
-            assert resp.status == 201
-            fired = await resp.json()
+    async with aiohttp.ClientSession() as s, s.post(
+        f"{live.base}/v1/Account/{SID}/Call/",
+        data=json.dumps(body),
+        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 201
+        fired = await resp.json()
     [md] = await r.wait_for("/md", timeout=30)
     assert set(md.form) == {
         "From", "To", "Machine", "CallUUID", "RequestUUID", "ALegUUID", "ALegRequestUUID",
@@ -258,10 +257,12 @@ async def test_lab_twilio_sync_detect_message_end_machine(live: Live) -> None:
     r.documents["/vm"] = "<Response><Play>beep</Play></Response>"
     body = {"To": live.to("machine"), "From": "+15550199", "Url": r.base + "/vm", "MachineDetection": "DetectMessageEnd"}
     auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
-    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s:
-        async with s.post(f"{live.base}/2010-04-01/Accounts/{SID}/Calls.json", data=body) as resp:
-            assert resp.status == 201
-            sid = (await resp.json())["sid"]
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s,
+        s.post(f"{live.base}/2010-04-01/Accounts/{SID}/Calls.json", data=body) as resp,
+    ):
+        assert resp.status == 201
+        sid = (await resp.json())["sid"]
     [vm] = await r.wait_for("/vm", timeout=30)
     assert set(vm.form) == URL_FIELDS and signed(vm)
     assert vm.form["AnsweredBy"].startswith("machine_end_") and vm.form["CallSid"] == sid
@@ -276,9 +277,11 @@ async def test_lab_plivo_sync_human(live: Live) -> None:
     r.documents["/answer"] = "<Response><Hangup/></Response>"
     body = {"from": "+15550199", "to": live.to("human"), "answer_url": r.base + "/answer", "machine_detection": "true"}
     auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
-    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s:
-        async with s.post(f"{live.base}/v1/Account/{SID}/Call/", json=body) as resp:
-            assert resp.status == 201
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as s,
+        s.post(f"{live.base}/v1/Account/{SID}/Call/", json=body) as resp,
+    ):
+        assert resp.status == 201
     [answer] = await r.wait_for("/answer", timeout=30)
     assert set(answer.form) == {
         "From", "To", "CallUUID", "RequestUUID", "ALegUUID", "ALegRequestUUID", "Direction", "CallStatus",

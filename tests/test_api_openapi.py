@@ -13,10 +13,9 @@ from tests.test_api_fakes import Api, api  # noqa: F401
 
 
 async def fetch(api: Api) -> dict:  # type: ignore[type-arg]
-    async with aiohttp.ClientSession() as s:
-        async with s.get(api.base + "/openapi.json") as r:
-            assert r.status == 200
-            return await r.json()
+    async with aiohttp.ClientSession() as s, s.get(api.base + "/openapi.json") as r:
+        assert r.status == 200
+        return await r.json()
 
 
 async def test_the_document_is_valid_openapi_3(api: Api) -> None:

@@ -36,9 +36,9 @@ def headers(sid: str = SID, token: str = TOKEN) -> dict[str, str]:
 
 
 async def make(api: Api, body: dict[str, Any], token: str = TOKEN) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(api.base + CALL, data=json.dumps(body), headers={**headers(token=token), "Content-Type": "application/json"}) as r:
-            return r.status, await r.json()
+    json_headers = {**headers(token=token), "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as s, s.post(api.base + CALL, data=json.dumps(body), headers=json_headers) as r:
+        return r.status, await r.json()
 
 
 def assert_signed(hit: Hit) -> None:

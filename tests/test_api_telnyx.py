@@ -10,21 +10,20 @@ import pytest
 import telnyx
 from twilio.request_validator import RequestValidator
 
-from ari_amd.calls.telnyx_signing import load_signer
 from ari_amd.calls.model import AfterDetection, CallStatus
+from ari_amd.calls.telnyx_signing import load_signer
 from ari_amd.detect import Mode
 from tests.test_api_fakes import TOKEN, Api, Hit, Script, api, verdict  # noqa: F401
 
 
 async def send(api: Api, method: str, path: str, body: Any = None, key: str = TOKEN) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(
-            method,
-            api.base + path,
-            data=None if body is None else json.dumps(body),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        ) as r:
-            return r.status, await r.json()
+    async with aiohttp.ClientSession() as s, s.request(
+        method,
+        api.base + path,
+        data=None if body is None else json.dumps(body),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    ) as r:
+        return r.status, await r.json()
 
 
 def events(api: Api, hits: list[Hit]) -> list[dict[str, Any]]:

@@ -45,15 +45,13 @@ def basic(auth: tuple[str, str] | None) -> dict[str, str]:
 
 
 async def post(api: Api, path: str, data: Any, auth: tuple[str, str] | None = (SID, TOKEN)) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(api.base + path, data=data, headers=basic(auth)) as r:
-            return r.status, await r.json()
+    async with aiohttp.ClientSession() as s, s.post(api.base + path, data=data, headers=basic(auth)) as r:
+        return r.status, await r.json()
 
 
 async def get(api: Api, path: str, auth: tuple[str, str] | None = (SID, TOKEN)) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(api.base + path, headers=basic(auth)) as r:
-            return r.status, await r.json()
+    async with aiohttp.ClientSession() as s, s.get(api.base + path, headers=basic(auth)) as r:
+        return r.status, await r.json()
 
 
 # ------------------------------------------------------------------------- the twilio library
@@ -406,10 +404,9 @@ async def test_unknown_call_404_oversized_413_wrong_method_405(api: Api) -> None
     assert status == 404
     status, body = await post(api, CALLS, {**BASE, "Twiml": "<Response>" + "x" * 20_000 + "</Response>"})
     assert status == 413 and set(body) == ERROR_KEYS and "too large" in body["message"]
-    async with aiohttp.ClientSession() as s:
-        async with s.delete(api.base + CALLS, headers=basic((SID, TOKEN))) as r:
-            assert r.status == 405 and set(await r.json()) == ERROR_KEYS
-            assert set(r.headers["Allow"].split(",")) == {"GET", "POST"}
+    async with aiohttp.ClientSession() as s, s.delete(api.base + CALLS, headers=basic((SID, TOKEN))) as r:
+        assert r.status == 405 and set(await r.json()) == ERROR_KEYS
+        assert set(r.headers["Allow"].split(",")) == {"GET", "POST"}
     status, body = await get(api, CALLS + "?Page=-1")
     assert status == 400 and "Page must be at least 0" in body["message"]
 

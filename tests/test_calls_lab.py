@@ -273,6 +273,7 @@ async def test_busy_and_unanswered_calls_end_with_their_status_and_no_verdict(en
     await ringing.drain()
     assert ringing.status is CallStatus.NO_ANSWER and ringing.verdict is None
     assert statuses == ["ringing", "no-answer"]
+    assert len(engine.batch) == 0  # tapped before the dial: their detectors left the batch all the same
 
 
 async def test_an_unknown_endpoint_is_refused_when_placed(engine: CallEngine) -> None:

@@ -4,13 +4,20 @@ the callback's fields, signature and delivery (to a real local HTTP server)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from ari_amd.calls.callbacks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, DirectSender, amd_callback_listener, amd_fields
+from ari_amd.calls.callbacks import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    DirectSender,
+    amd_callback_listener,
+    amd_fields,
+)
 from ari_amd.calls.config import ConfigError, load_settings, parse_accounts
 from ari_amd.calls.controller import event_age_s
 from ari_amd.calls.model import Call, CallEventKind, CallRequest, CallStatus, new_call_id
@@ -120,9 +127,9 @@ async def test_listeners_get_every_event_in_order_and_a_failing_one_hurts_nobody
 
 
 def test_event_age_reads_asterisk_timestamps_and_distrusts_skewed_clocks() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    stamp = (datetime.now(timezone.utc) - timedelta(milliseconds=250)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    stamp = (datetime.now(UTC) - timedelta(milliseconds=250)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     assert 0.2 < event_age_s(stamp) < 1.0
     assert event_age_s("2001-01-01T00:00:00.000+0000") == 0.0  # a clock far off: ignored
     assert event_age_s("garbage") == 0.0

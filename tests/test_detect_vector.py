@@ -158,7 +158,7 @@ def test_the_batch_gives_classify_s_verdicts_and_traces_with_many_calls_at_once(
                 session(x[k * FRAME : (k + 1) * FRAME], 8000)
         if k % 2:
             batch.process()
-    for session, x in sessions:
+    for session, _ in sessions:
         session.finish()
     assert batch._vector.vector_rows > batch._vector.scalar_rows
     for i, (session, x) in enumerate(sessions):

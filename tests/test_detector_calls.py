@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -14,12 +14,12 @@ CLEAN = {"noise": "pink", "snr_db": 25.0}
 SEEDS = range(6)
 
 
-@lru_cache(maxsize=None)
+@cache
 def clip(category: str, seed: int) -> Clip:
     return make_clip(category, seed, **CLEAN)
 
 
-def verdicts(category: str, params: AmdParams = AmdParams()) -> list[tuple[Clip, AnsweredBy, int]]:
+def verdicts(category: str, params: AmdParams | None = None) -> list[tuple[Clip, AnsweredBy, int]]:
     out = []
     for seed in SEEDS:
         c = clip(category, seed)

@@ -101,8 +101,9 @@ def test_streaming_in_any_chunks_matches_the_whole_file(seed: int) -> None:
 
 
 def test_16khz_input_gives_the_same_verdict_as_8khz() -> None:
-    from ari_amd.audio import SAMPLE_RATE  # noqa: F401 - the 8 kHz contract
     import soxr
+
+    from ari_amd.audio import SAMPLE_RATE  # noqa: F401 - the 8 kHz contract
 
     audio8 = line(silence(900), tone(2100, 2000), silence(500))
     audio16 = soxr.resample(audio8.astype(np.float32) / 32768, 8000, 16000)

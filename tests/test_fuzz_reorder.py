@@ -76,9 +76,7 @@ def test_whatever_arrives_the_output_is_consecutive_and_counted(window: int, sta
     # strictly consecutive, and every push is accounted for once.
     buf: ReorderBuffer[int] = ReorderBuffer(window)
     out: list[tuple[int, int | None]] = []
-    pos = 0
-    for off in offsets:
-        pos += 1
+    for pos, off in enumerate(offsets, start=1):
         out += buf.push(seq_add(start, pos + off), pos)
     out += buf.flush()
     for (a, _), (b, _) in zip(out, out[1:]):

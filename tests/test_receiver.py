@@ -350,7 +350,7 @@ async def test_hostile_datagrams_never_break_the_receiver(pool: PortPool, sender
         send(sender, rx, data)
         n += 1
         if n % 50 == 0:
-            await wait_for(lambda: rx.stats.datagrams == n)  # stay within the socket's buffer
+            await wait_for(lambda n=n: rx.stats.datagrams == n)  # stay within the socket's buffer
     send(sender, rx, ulaw_packet(1, b"\xff" * ULAW_FRAME))
     n += 1
     await wait_for(lambda: rx.stats.datagrams == n)

@@ -99,7 +99,8 @@ def test_write_corpus_layout(tmp_path):
 
 def test_cli_writes_pcm(tmp_path):
     assert synth_main([str(tmp_path), "--per-category", "1", "--seed", "4", "--categories", "machine_short", "--pcm"]) == 0
-    (row,) = list(csv.DictReader(open(tmp_path / "labels.csv", encoding="utf-8")))
+    with open(tmp_path / "labels.csv", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
     data, rate = sf.read(str(tmp_path / row["file"]), dtype="int16")
     assert rate == 8_000 and sf.info(str(tmp_path / row["file"])).subtype == "PCM_16"
     assert np.array_equal(data, make_clip_from_corpus_seed(4, "machine_short", 0).samples)
@@ -162,7 +163,7 @@ def test_labels_are_coherent(clips):
 def test_category_timing(clips):
     for (cat, _), c in clips.items():
         if cat == "human_residential":
-            assert 6_000 <= c.duration_ms and 200 <= c.speech_onset_ms <= 1_600
+            assert c.duration_ms >= 6_000 and 200 <= c.speech_onset_ms <= 1_600
             assert 200 <= c.first_utterance_end_ms - c.speech_onset_ms <= 2_500
         elif cat == "human_business":
             assert 2_300 <= c.first_utterance_end_ms - c.speech_onset_ms <= 4_400

@@ -36,7 +36,7 @@ def test_telnyxs_sdk_accepts_the_signature_and_refuses_a_changed_body_or_another
     headers = signer.headers(body)
     assert set(headers) == {SIGNATURE_HEADER, TIMESTAMP_HEADER}
     event = verify(signer.public_key, body, headers)
-    assert getattr(event, "data").event_type == "call.machine.detection.ended"
+    assert event.data.event_type == "call.machine.detection.ended"
     with pytest.raises(ValueError, match="does not match"):
         verify(signer.public_key, body.replace(b"human", b"machine"), headers)
     with pytest.raises(ValueError, match="does not match"):

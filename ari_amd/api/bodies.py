@@ -27,7 +27,9 @@ def _accept(request: web.Request, allowed: tuple[str, ...]) -> str | None:
     ctype = request.content_type  # aiohttp says application/octet-stream when none was sent
     if ctype not in allowed:
         got = request.headers.get("Content-Type") or "none"
-        raise ApiError(415, f"Content-Type must be {' or '.join(allowed)} (got {got[:80]!r})", code=UNSUPPORTED_MEDIA_TYPE)
+        raise ApiError(
+            415, f"Content-Type must be {' or '.join(allowed)} (got {got[:80]!r})", code=UNSUPPORTED_MEDIA_TYPE
+        )
     return ctype
 
 

@@ -35,7 +35,9 @@ class ApiContext:
     placing: dict[str, int] = field(default_factory=dict)  # account -> place() calls not yet returned
 
     def calls_in_flight(self, account: str) -> int:
-        live = sum(1 for d in self.drivers.values() if not d.call.ended and d.call.request.meta.get("account_sid") == account)
+        live = sum(
+            1 for d in self.drivers.values() if not d.call.ended and d.call.request.meta.get("account_sid") == account
+        )
         return live + self.placing.get(account, 0)
 
     @contextlib.contextmanager

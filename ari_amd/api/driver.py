@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ari_amd.api.context import ApiContext
 from ari_amd.api.errors import plain_traceback
 from ari_amd.calls.model import Call, CallEvent, CallEventKind, CallStatus
 from ari_amd.detect import Verdict
-
 
 _ORDER = {
     CallEventKind.INITIATED: 0,
@@ -71,7 +70,7 @@ class CallDriver:
             for v in past.verdicts:
                 await self._verdict(v, past.answered_at or created)
             if past.ended:
-                await self._step(CallEventKind.COMPLETED, past.status, past.ended_at or datetime.now(timezone.utc))
+                await self._step(CallEventKind.COMPLETED, past.status, past.ended_at or datetime.now(UTC))
 
     async def _on_event(self, ev: CallEvent) -> None:
         async with self._lock:

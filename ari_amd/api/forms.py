@@ -10,7 +10,9 @@ from ari_amd.api.errors import INVALID_TO, INVALID_URL, bad_param
 _NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 # One Asterisk dial string: no spaces, no '&' (several endpoints), no ',' / '(' (app arguments).
 PJSIP = re.compile(r"^PJSIP/[A-Za-z0-9_.@:+*#=;/\-]{1,200}$")
-SIP = re.compile(r"^sips?:(?:[A-Za-z0-9_.!~*'+\-%#]{1,64}@)?[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?(?:;[A-Za-z0-9_=.\-]{1,64})*$")
+SIP = re.compile(
+    r"^sips?:(?:[A-Za-z0-9_.!~*'+\-%#]{1,64}@)?[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?(?:;[A-Za-z0-9_=.\-]{1,64})*$"
+)
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -27,7 +29,9 @@ def boolean(name: str, value: str | None, default: bool = False) -> bool:
     raise bad_param(name, f"{name} must be true or false (got {value!r})")
 
 
-def integer(name: str, value: str | int | None, lo: int | None = None, hi: int | None = None, unit: str = "") -> int | None:
+def integer(
+    name: str, value: str | int | None, lo: int | None = None, hi: int | None = None, unit: str = ""
+) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -37,7 +41,10 @@ def integer(name: str, value: str | int | None, lo: int | None = None, hi: int |
     except ValueError:
         raise bad_param(name, f"{name} must be an integer (got {value!r})") from None
     if (lo is not None and n < lo) or (hi is not None and n > hi):
-        span = f"{lo}-{hi}" if lo is not None and hi is not None else f"at least {lo}" if lo is not None else f"at most {hi}"
+        if lo is not None and hi is not None:
+            span = f"{lo}-{hi}"
+        else:
+            span = f"at least {lo}" if lo is not None else f"at most {hi}"
         raise bad_param(name, f"{name} must be {span}{' ' + unit if unit else ''} (got {n})")
     return n
 

@@ -41,7 +41,9 @@ def _twilio_amd() -> S:
     props: S = {
         "MachineDetection": {"type": "string", "enum": ["Enable", "DetectMessageEnd"]},
     }
-    defaults = {"timeout_ms": 30, "speech_threshold_ms": 2400, "speech_end_threshold_ms": 1200, "silence_timeout_ms": 5000}
+    defaults = {
+        "timeout_ms": 30, "speech_threshold_ms": 2400, "speech_end_threshold_ms": 1200, "silence_timeout_ms": 5000
+    }
     for field, (name, lo, hi, _) in RANGES.items():
         if field == "timeout_ms":
             props[name] = _int("seconds", lo // 1000, hi // 1000, defaults[field])
@@ -141,7 +143,10 @@ def document() -> S:
         "properties": {
             "calls": {"type": "array", "items": {"$ref": "#/components/schemas/TwilioCall"}},
             **{k: {"type": "integer"} for k in ("page", "page_size", "start", "end")},
-            **{k: {"type": "string", "nullable": True} for k in ("uri", "first_page_uri", "next_page_uri", "previous_page_uri")},
+            **{
+                k: {"type": "string", "nullable": True}
+                for k in ("uri", "first_page_uri", "next_page_uri", "previous_page_uri")
+            },
         },
     }
     amd_callback: S = {
@@ -169,7 +174,8 @@ def document() -> S:
         "machine_detection_method": _METHOD,
     }
     for name, (lo, hi, default, target) in plivo.TUNABLES.items():
-        plivo_props[name] = _int(f"ms; {'sets ' + target if target else 'accepted, not used by this detector'}", lo, hi, default)
+        what = f"sets {target}" if target else "accepted, not used by this detector"
+        plivo_props[name] = _int(f"ms; {what}", lo, hi, default)
     telnyx_config: S = {
         "type": "object",
         "additionalProperties": False,
@@ -250,7 +256,9 @@ def document() -> S:
         "info": {
             "title": "ari-amd",
             "version": VERSION,
-            "description": "Answering-machine detection on Asterisk with the carriers' APIs: Twilio, Plivo/Vobiz, Telnyx.",
+            "description": (
+                "Answering-machine detection on Asterisk with the carriers' APIs: Twilio, Plivo/Vobiz, Telnyx."
+            ),
         },
         "servers": [{"url": "http://127.0.0.1:8080"}],
         "paths": {
@@ -287,7 +295,10 @@ def document() -> S:
                         {"name": "To", "in": "query", "schema": {"type": "string"}},
                         {"name": "From", "in": "query", "schema": {"type": "string"}},
                     ],
-                    "responses": {"200": {"description": "a page", "content": json_of("TwilioCallList")}, **_twilio_errors(400, 401)},
+                    "responses": {
+                        "200": {"description": "a page", "content": json_of("TwilioCallList")},
+                        **_twilio_errors(400, 401),
+                    },
                 },
             },
             "/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json": {
@@ -296,7 +307,10 @@ def document() -> S:
                     "summary": "Twilio: fetch a call",
                     "operationId": "twilioFetchCall",
                     "security": twilio_sec,
-                    "responses": {"200": {"description": "the call", "content": json_of("TwilioCall")}, **_twilio_errors(401, 404)},
+                    "responses": {
+                        "200": {"description": "the call", "content": json_of("TwilioCall")},
+                        **_twilio_errors(401, 404),
+                    },
                 },
                 "post": {
                     "summary": "Twilio: hang up (Status=completed) or redirect (Url/Twiml)",
@@ -317,7 +331,10 @@ def document() -> S:
                     "security": twilio_sec,
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": ref("PlivoMakeCall")}, form: {"schema": ref("PlivoMakeCall")}},
+                        "content": {
+                            "application/json": {"schema": ref("PlivoMakeCall")},
+                            form: {"schema": ref("PlivoMakeCall")},
+                        },
                     },
                     "responses": {
                         "201": {"description": "call fired", "content": json_of("PlivoCallFired")},
@@ -381,7 +398,11 @@ def document() -> S:
                 },
             },
             "/openapi.json": {
-                "get": {"summary": "this document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3"}}}
+                "get": {
+                    "summary": "this document",
+                    "operationId": "openapi",
+                    "responses": {"200": {"description": "OpenAPI 3"}},
+                }
             },
         },
         "components": {
@@ -404,12 +425,16 @@ def document() -> S:
                         "status": {"type": "integer"},
                     },
                 },
-                "PlivoMakeCall": {"type": "object", "required": ["from", "to", "answer_url"], "properties": plivo_props},
+                "PlivoMakeCall": {
+                    "type": "object", "required": ["from", "to", "answer_url"], "properties": plivo_props
+                },
                 "PlivoCallFired": {
                     "type": "object",
                     "properties": {k: {"type": "string"} for k in ("api_id", "message", "request_uuid")},
                 },
-                "PlivoError": {"type": "object", "properties": {"api_id": {"type": "string"}, "error": {"type": "string"}}},
+                "PlivoError": {
+                    "type": "object", "properties": {"api_id": {"type": "string"}, "error": {"type": "string"}}
+                },
                 "TelnyxDial": telnyx_dial,
                 "TelnyxEvent": telnyx_event,
                 "TelnyxErrors": {

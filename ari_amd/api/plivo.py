@@ -158,7 +158,9 @@ class PlivoCall(CallDriver):
         url = m.get(url_key)
         if url:
             method = m.get(url_key.replace("_url", "_method"), "POST")
-            await self.ctx.webhooks.send_form(url=url, method=method, params=params, token=self.token, key=key, plivo=True)
+            await self.ctx.webhooks.send_form(
+                url=url, method=method, params=params, token=self.token, key=key, plivo=True
+            )
 
     async def on_ringing(self, at: datetime) -> None:
         await self._send("ring_url", {**self.base(), "Event": "Ring"}, f"{self.call.id}-ring")
@@ -272,7 +274,9 @@ async def make_call(request: web.Request) -> web.Response:
                 raise bad_param("to", f"to: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
             raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
         PlivoCall(c, call).attach()
-    call.log.info("call_created", dialect="plivo", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd)
+    call.log.info(
+        "call_created", dialect="plivo", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd
+    )
     return web.json_response(
         {"api_id": _api_id(), "message": "call fired", "request_uuid": call_uuid(call.id)}, status=201
     )

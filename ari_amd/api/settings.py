@@ -73,7 +73,9 @@ class ApiSettings:
             retry_horizon_s=getattr(settings, "callbacks_horizon_s", cls.retry_horizon_s),
             max_body_bytes=getattr(settings, "http_max_body_bytes", cls.max_body_bytes),
             max_calls_per_account=getattr(settings, "http_max_calls_per_account", cls.max_calls_per_account),
-            url_policy=UrlPolicy(tuple(getattr(settings, "callbacks_allow", ())), tuple(getattr(settings, "callbacks_deny", ()))),
+            url_policy=UrlPolicy(
+                tuple(getattr(settings, "callbacks_allow", ())), tuple(getattr(settings, "callbacks_deny", ()))
+            ),
             telnyx_signing_key=getattr(settings, "telnyx_signing_key", ""),
             telnyx_key_file=getattr(settings, "telnyx_key_file", ""),
         )

@@ -10,7 +10,7 @@ Validation errors are 422 with a JSON pointer to the field, as Telnyx answers th
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -61,7 +61,7 @@ def leg_uuid(call_id: str) -> str:
 def iso(at: datetime | None) -> str | None:
     if at is None:
         return None
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def amd_params(body: dict[str, Any]) -> tuple[str | None, AmdParams | None]:
@@ -185,7 +185,8 @@ class TelnyxCall(CallDriver):
         m = self.call.request.meta
         if not m.get("webhook_url"):
             return
-        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.call.id}/{event_type}"))  # stable: the same event, the same id
+        # Stable: the same event, the same id.
+        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.call.id}/{event_type}"))
         envelope = {
             "data": {
                 "event_type": event_type,
@@ -214,7 +215,8 @@ class TelnyxCall(CallDriver):
             result = "human" if ab is AnsweredBy.HUMAN else "not_sure" if ab is AnsweredBy.UNKNOWN else "machine"
             await self._event("call.machine.detection.ended", at, self.payload(result=result))
         if mode in MESSAGE_END and verdict.final and ab.value.startswith("machine_end"):
-            result = {AnsweredBy.MACHINE_END_BEEP: "beep_detected", AnsweredBy.MACHINE_END_SILENCE: "ended"}.get(ab, "not_sure")
+            ends = {AnsweredBy.MACHINE_END_BEEP: "beep_detected", AnsweredBy.MACHINE_END_SILENCE: "ended"}
+            result = ends.get(ab, "not_sure")
             await self._event("call.machine.greeting.ended", at, self.payload(result=result))
 
     async def on_completed(self, status: CallStatus, at: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from aiohttp import web
@@ -125,7 +126,9 @@ def _call(request: web.Request, account: str) -> Call:
     sid = request.match_info["sid"]
     call = ctx(request).engine.get(sid) if _SID.match(sid) else None
     if call is None or call.request.meta.get("account_sid") != account:
-        raise ApiError(404, f"The requested resource /2010-04-01/Accounts/{account}/Calls/{sid}.json was not found", code=NOT_FOUND)
+        raise ApiError(
+            404, f"The requested resource /2010-04-01/Accounts/{account}/Calls/{sid}.json was not found", code=NOT_FOUND
+        )
     return call
 
 
@@ -142,7 +145,9 @@ async def create_call(request: web.Request) -> web.Response:
                 raise bad_param("To", f"To: Asterisk refused the endpoint {req.endpoint!r}: {e.reason}") from None
             raise ApiError(503, f"the call could not be placed: {e.reason}", code=UNAVAILABLE) from None
         TwilioCall(c, call).attach()
-    call.log.info("call_created", dialect="twilio", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd)
+    call.log.info(
+        "call_created", dialect="twilio", account_sid=account, amd=req.amd is not None, async_amd=req.async_amd
+    )
     return web.json_response(call_resource(call), status=201)
 
 
@@ -164,10 +169,8 @@ async def update_call(request: web.Request) -> web.Response:
         # canceled only ends a call not yet answered, as in Twilio
         if status == "completed" or call.status in (CallStatus.QUEUED, CallStatus.INITIATED, CallStatus.RINGING):
             await c.engine.hangup(call)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await call.wait_ended(timeout=2.0)
-            except TimeoutError:
-                pass
         return web.json_response(call_resource(call))
     if url or twiml:
         driver = c.drivers.get(call.id)

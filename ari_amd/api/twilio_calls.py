@@ -63,7 +63,9 @@ class TwilioCall(CallDriver):
         v = self.call.verdicts[-1]
         return {"AnsweredBy": v.answered_by.value, "MachineDetectionDuration": str(v.duration_ms)}
 
-    async def _status(self, event: str, status: CallStatus, at: datetime, extra: Mapping[str, str] | None = None) -> None:
+    async def _status(
+        self, event: str, status: CallStatus, at: datetime, extra: Mapping[str, str] | None = None
+    ) -> None:
         url = self.call.request.meta.get("status_callback")
         if not url or event not in self.events:
             return
@@ -128,7 +130,8 @@ class TwilioCall(CallDriver):
             # ended during detection without a verdict reaching us: Twilio still reports unknown
             await self.on_verdict(Verdict(AnsweredBy.UNKNOWN, 0, "ended before a verdict", Rule.AUDIO_END), at)
         duration = str(self.call.duration_s or 0)
-        await self._status("completed", status, at, {"CallDuration": duration, "Duration": str(-(-int(duration) // 60))})
+        minutes = str(-(-int(duration) // 60))  # rounded up
+        await self._status("completed", status, at, {"CallDuration": duration, "Duration": minutes})
 
     # -- TwiML ---------------------------------------------------------------------------------
     def start_script(self, url: str | None = None, method: str | None = None, twiml: str | None = None) -> None:

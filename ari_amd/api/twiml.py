@@ -10,12 +10,12 @@ fails, hangs up with the error logged; nothing here raises into the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-
 
 from ari_amd.api.errors import plain_traceback
 from ari_amd.calls.model import Call, Engine
@@ -183,10 +183,8 @@ class TwimlRunner:
             return _STOP
         if v.name == "Pause":
             length = _int_attr(v, "length", 1, 0, 600)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await self.call.wait_ended(timeout=length)
-            except TimeoutError:
-                pass
             return None
         if v.name == "Play":
             await self._play(v)

@@ -373,7 +373,9 @@ class AriClient:
         return True
 
     # -- media ---------------------------------------------------------------------------------
-    async def play(self, channel_id: str, media: str | Sequence[str], *, playback_id: str | None = None) -> dict[str, Any]:
+    async def play(
+        self, channel_id: str, media: str | Sequence[str], *, playback_id: str | None = None
+    ) -> dict[str, Any]:
         """POST /channels/{id}/play: e.g. media="sound:hello-world"; -> the Playback object."""
         params: Params = {"media": _join(media), "playbackId": playback_id}
         result = await self.request("POST", f"/channels/{_q(channel_id)}/play", params=params)

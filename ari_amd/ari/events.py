@@ -177,7 +177,9 @@ _BUILDERS: dict[str, _Builder] = {
     "ChannelEnteredBridge": lambda d, b: ChannelEnteredBridge(
         **b, channel=_channel(d), bridge=Bridge.from_json(d.get("bridge"))
     ),
-    "ChannelLeftBridge": lambda d, b: ChannelLeftBridge(**b, channel=_channel(d), bridge=Bridge.from_json(d.get("bridge"))),
+    "ChannelLeftBridge": lambda d, b: ChannelLeftBridge(
+        **b, channel=_channel(d), bridge=Bridge.from_json(d.get("bridge"))
+    ),
     "Dial": lambda d, b: Dial(
         **b,
         peer=_channel(d, "peer"),

@@ -375,7 +375,7 @@ class EventStream:
             error = f"handshake refused: HTTP {e.status}"
             if e.status == 401:
                 error += " (wrong ARI user or password)"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             error = f"{type(e).__name__}: {e}"
         self.stats.connect_failures += 1
         if error != self.last_error or self.stats.connect_failures % 20 == 1:
@@ -394,7 +394,7 @@ class EventStream:
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     return f"error: {ws.exception()}"
             return f"closed (code {ws.close_code})"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             return f"{type(e).__name__}: {e}"
         finally:
             if not ws.closed:
@@ -437,7 +437,10 @@ class EventStream:
         self.last_error = ""
         self._ready.set()
         self._log.info(
-            "ari_connected", url=self.client.events_url, reconnects=self.stats.reconnects, subscribe_all=self.subscribe_all
+            "ari_connected",
+            url=self.client.events_url,
+            reconnects=self.stats.reconnects,
+            subscribe_all=self.subscribe_all,
         )
         if self.on_connected is not None:
             await self._call(self.on_connected, reconnected)

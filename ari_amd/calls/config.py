@@ -11,8 +11,8 @@
     [telnyx]     signing_key, key_file             (the Ed25519 key Telnyx webhooks are signed with)
 
 Each key has an environment variable ARI_AMD_<SECTION>_<KEY> (ARI_AMD_ARI_PASSWORD...), and
-ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts; a list (callbacks.allow) is a comma list there. A bad value is a ConfigError naming
-the key and where it came from.
+ARI_AMD_ACCOUNTS=SID:TOKEN[,SID:TOKEN] sets the accounts; a list (callbacks.allow) is a comma list there.
+A bad value is a ConfigError naming the key and where it came from.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 from ari_amd.calls.telnyx_signing import TelnyxSigner
 from ari_amd.calls.urlpolicy import UrlPolicy
 from ari_amd.media.receiver import FORMATS
-
 
 RTP_SOCKETS = ("shared", "per_call")
 

@@ -1,13 +1,16 @@
 """One call's life, from its creation (or the dialplan's Stasis()) to its last resource freed.
 
     channels/create -> StasisStart -> MediaTap (snoop + externalMedia) -> dial -> Ringing
-      -> Up (Asterisk's stamp: t0 of detection) -> detector (batched), verdicts as they come
+      -> Up (Asterisk's stamp: t0 of detection) -> DetectionSession.start (media/detection.py:
+         the audio held since answer, then the detector, batched), verdicts as they come
       -> sync: variables, then continue / hang up / hold   |   async: that at answer, verdict later
       -> tap torn down -> ChannelDestroyed -> completed
 
 A CallController owns its call's channel events (one queue, Asterisk's order) and is the only
 writer of its Call. Every path out of detection (verdict, hangup, media gone, Asterisk gone,
-shutdown) goes through the end of `_detect`, and every path out of `run` through the tap's close.
+shutdown) goes through the end of `_detect`, and every path out of `run` through the detection
+session's and the tap's close. The call's audio (holding, the feed routes, recording) is the
+DetectionSession's; the controller starts it at answer, takes its events, and closes it.
 """
 
 from __future__ import annotations
@@ -15,23 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import structlog
 
 from ari_amd.ari import (
-    Event,
     AriClient,
     AriError,
     ChannelDestroyed,
     ChannelEvents,
     ChannelStateChange,
     Dial,
+    Event,
     EventStream,
     StasisEnd,
     StasisStart,
@@ -39,16 +40,13 @@ from ari_amd.ari import (
 from ari_amd.calls.model import AfterDetection, Call, CallEventKind, CallStatus, DialplanTarget
 from ari_amd.calls.tap import MediaTap, TapError
 from ari_amd.calls.variables import channel_variables
-from ari_amd.detect import AmdEvent, Detector, EventKind
-from ari_amd.detect.g711 import G711_TO_LINEAR, decode_g711_frame
-from ari_amd.media import FORMATS, PortPool
-from ari_amd.media.batch import BatchSession, FrameBatch
+from ari_amd.detect import AmdEvent, EventKind
+from ari_amd.media import PortPool
+from ari_amd.media.batch import FrameBatch
+from ari_amd.media.detection import DetectionSession
 from ari_amd.media.hub import RtpHub
-from ari_amd.media.receiver import G711_FRAME_BYTES
 from ari_amd.metrics import Metrics, record_receiver_stats, record_verdict
 
-FRAME_S = 0.020
-HELD_FRAMES = 500  # 10 s of audio held while the call rings (the tap starts before answer)
 GUARD_TICK_S = 0.25  # how often the wall-clock guard looks at a call under detection
 WALL_MARGIN_S = 5.0  # past MachineDetectionTimeout on the wall clock, the audio is not coming
 LOST_GRACE_S = 2.0  # after an unexpected StasisEnd, how long a hangup's ChannelDestroyed may take
@@ -79,7 +77,7 @@ def event_age_s(timestamp: str) -> float:
         stamped = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
         return 0.0
-    age = (datetime.now(timezone.utc) - stamped).total_seconds()
+    age = (datetime.now(UTC) - stamped).total_seconds()
     return age if 0.0 <= age <= MAX_EVENT_AGE_S else 0.0
 
 
@@ -104,9 +102,7 @@ class CallController:
         self.call = call
         self.events = events
         self.tap: MediaTap | None = None
-        self.detector: Detector | None = None
-        self._session: BatchSession | None = None
-        self._detecting = False
+        self.detection: DetectionSession | None = None  # the call's audio, tap to detector
         self._detection_over = asyncio.Event()
         self._left_stasis = False  # we sent it to the dialplan: its StasisEnd is not a hangup
         self._lost = False  # it left Stasis without us: hung up, or taken elsewhere
@@ -116,9 +112,6 @@ class CallController:
         self._stream_ended = False
         self._tap_error: str | None = None
         self._answered_mono: float | None = None
-        self._held: deque[tuple[float, np.ndarray]] = deque(maxlen=HELD_FRAMES)
-        self._recorded: list[np.ndarray] | None = [] if ctx.record_dir else None
-        self._batch_records = False  # the batch session records (G.711: as int16 at 8 kHz), not _feed
         self._abort_cause: str | None = None
         self._log = call.log
 
@@ -152,6 +145,8 @@ class CallController:
                 with contextlib.suppress(AriError):
                     await self.ctx.ari.hangup(self.call.channel_id)
         finally:
+            if self.detection is not None:
+                self.detection.close()  # (tapped but never answered: it leaves the batch all the same)
             if self.tap is not None:
                 await self.tap.close()
             self.events.release()
@@ -263,7 +258,7 @@ class CallController:
         # StasisStart can wait in our queue, and durations must still count from the answer.
         lag = event_age_s(timestamp)
         self._answered_mono = time.monotonic() - lag
-        self.call.answered_at = datetime.now(timezone.utc) - timedelta(seconds=lag)
+        self.call.answered_at = datetime.now(UTC) - timedelta(seconds=lag)
         self.call._set_status(CallStatus.IN_PROGRESS)
         self._log.info("call_answered", channel_id=self.call.channel_id, event_age_ms=round(lag * 1000))
         self.call._emit(CallEventKind.ANSWERED)
@@ -274,56 +269,34 @@ class CallController:
             self.ctx.ari, self.ctx.events, self.ctx.pool, self.call.id, self.call.channel_id, self.ctx.media_format,
             hub=self.ctx.hub,
         )
-        # Before the tap opens: its first packets can arrive before open() returns.
-        rate = FORMATS[self.ctx.media_format].sample_rate
-        self.detector = Detector(self.call.request.amd, rate)
-        law = self.ctx.media_format if self.ctx.media_format in G711_TO_LINEAR else None
-        on_g711 = None
-        if self.ctx.batch is not None:
-            # Decided with every other call's frames, one vectorised step per tick; G.711 frames
-            # are decoded there too, a tick at a time.
-            self._session = self.ctx.batch.add(self.detector, rate, self._on_batch_events, law=law)
-            on_g711 = self._on_g711 if law is not None else None
-            if self._recorded is not None and law is not None:
-                self._session.record(self._recorded)  # every frame, whichever way it reached the batch
-                self._batch_records = True
+        # Before the tap opens: its first packets can arrive before open() returns (held until answer).
+        self.detection = DetectionSession(
+            self.call.request.amd, self.ctx.media_format, self._on_amd_event, batch=self.ctx.batch,
+            record=bool(self.ctx.record_dir), logger=self._log,
+        )
         try:
-            await self.tap.open(self._on_audio, on_g711)
+            await self.tap.open(self.detection.on_audio, self.detection.on_g711)
         except (TapError, AriError) as e:
             self._log.error("tap_failed", error=str(e))
             self._tap_error = f"tap_failed: {e}"
 
     async def _detect(self) -> None:
         request = self.call.request
-        assert request.amd is not None and self.tap is not None and self.detector is not None
+        assert request.amd is not None and self.tap is not None and self.detection is not None
         if self._tap_error is not None:
             self.abort(self._tap_error)  # an answered call we cannot hear: `unknown`, then delivery
-        self._detecting = True
-        self._feed_held()
-        if self._session is not None and (self._recorded is None or self._batch_records) and self.tap.receiver:
-            # From here _on_g711 only passes frames to the session: the hub may queue them itself.
-            self.tap.receiver.bind_batch(self._session)
+        assert self._answered_mono is not None
+        self.detection.start(self._answered_mono, self.tap.snooped_at, self.tap.receiver)
         if request.async_amd and self._abort_cause is None:
             await self._after_detection()
         await self._watch_detection()
-        assert self.detector is not None
-        if self.tap.receiver is not None:
-            self.tap.receiver.flush()  # frames held for a missing packet belong before the end
-        if not self.detector.done:
-            cause = "hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media")
-            if self._session is not None:
-                self._session.finish(cause)  # its queued frames first; events via the callback
-            else:
-                for ev in self.detector.finish(cause):
-                    self._on_amd_event(ev)
-        if self._session is not None:
-            self._session.close()
-        self._detecting = False
+        self.detection.finish("hangup" if (self._gone or self._lost) else (self._abort_cause or "no_media"))
         await self.tap.close()
         if self.ctx.metrics is not None and self.tap.receiver is not None:
             record_receiver_stats(self.ctx.metrics, self.tap.receiver.stats)
-        if self._recorded:
-            await asyncio.to_thread(self._write_recording, self.tap.receiver.sample_rate if self.tap.receiver else 8000)
+        if self.detection.recording is not None:
+            path = Path(self.ctx.record_dir) / f"{self.call.id}.wav"
+            await asyncio.to_thread(self.detection.write_recording, path)
         verdict = self.call.verdict
         if verdict is not None:
             self._log.info("verdict", answered_by=verdict.answered_by.value, duration_ms=verdict.duration_ms,
@@ -411,64 +384,7 @@ class CallController:
                     return  # shutting down: stop following
             self._channel_event(ev)
 
-    # -- audio -------------------------------------------------------------------------------
-    def _on_audio(self, samples: np.ndarray, rate: int) -> None:
-        det = self.detector
-        if det is None or det.done:
-            return
-        if not self._detecting:
-            # Tapped before answer (or before detection starts): hold what arrives, with its
-            # arrival time, so that answer can tell the callee's first frame from ringing.
-            self._held.append((time.monotonic(), samples))
-            return
-        self._feed(samples, rate)
-
-    def _on_g711(self, payload: bytes | None) -> None:
-        """A 20 ms G.711 frame from the receiver (None: lost): undecoded into the batch while
-        detecting, else decoded and taken as any other audio."""
-        session = self._session
-        if self._detecting and (self._recorded is None or self._batch_records) and session is not None:
-            session.feed_g711(payload)
-            return
-        assert session is not None and session.law is not None
-        self._on_audio(decode_g711_frame(session.law, payload, G711_FRAME_BYTES), session.sample_rate)
-
-    def _feed_held(self) -> None:
-        """Detection starts: what the tap heard since answer goes in first."""
-        assert self._answered_mono is not None
-        rate = FORMATS[self.ctx.media_format].sample_rate
-        # Frames that arrived before Asterisk stamped the answer were ringing (or early media).
-        held = [x for t, x in self._held if t >= self._answered_mono]
-        self._held.clear()
-        tapped = self.tap.snooped_at if self.tap is not None else None
-        if tapped is not None and tapped > self._answered_mono:
-            # Tapped after answer (a channel handed over by the dialplan): what the callee said
-            # before the snoop attached is lost; it goes in as silence, so durations stay
-            # counted from answer.
-            frames = int(round((tapped - self._answered_mono) / FRAME_S))
-            if frames > 0:
-                self._feed(np.zeros(frames * int(rate * FRAME_S), dtype=np.int16), rate)
-            self._log.debug("audio_lead_in", lead_in_ms=frames * 20)
-        for x in held:
-            self._feed(x, rate)
-
-    def _feed(self, samples: np.ndarray, rate: int) -> None:
-        det = self.detector
-        assert det is not None
-        if det.done:
-            return
-        if self._recorded is not None and not self._batch_records:
-            self._recorded.append(samples)
-        if self._session is not None:
-            self._session.feed(samples)
-            return
-        for ev in det.feed(samples):
-            self._on_amd_event(ev)
-
-    def _on_batch_events(self, session: BatchSession, events: list[AmdEvent]) -> None:
-        for ev in events:
-            self._on_amd_event(ev)
-
+    # -- detection's events ---------------------------------------------------------------------
     def _on_amd_event(self, ev: AmdEvent) -> None:
         if ev.kind is EventKind.VERDICT and ev.verdict is not None:
             self.call._add_verdict(ev.verdict)
@@ -480,17 +396,6 @@ class CallController:
                                    ev.verdict.duration_ms)
         else:
             self.call._emit(CallEventKind.AMD, amd_event=ev)
-
-    def _write_recording(self, rate: int) -> None:
-        import soundfile as sf
-
-        path = Path(self.ctx.record_dir) / f"{self.call.id}.wav"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(str(path), np.concatenate(self._recorded or []), rate, subtype="PCM_16")
-            self._log.info("call_recorded", path=str(path))
-        except OSError as e:
-            self._log.warning("call_record_failed", path=str(path), error=str(e))
 
     # -- the end -----------------------------------------------------------------------------
     def _destroyed(self, ev: ChannelDestroyed) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-
 from dataclasses import replace
 
 import structlog
@@ -81,7 +80,9 @@ class CallEngine:
         self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password)
         self.events = EventStream(self.ari, self.app, on_connected=self._on_connected)
         self.pool = PortPool(s.rtp_port_first, s.rtp_port_last, s.rtp_host, s.rtp_advertise_host or None)
-        self.sender: Sender = sender or DirectSender(UrlPolicy(s.callbacks_allow, s.callbacks_deny), s.callbacks_timeout_s)
+        self.sender: Sender = sender or DirectSender(
+            UrlPolicy(s.callbacks_allow, s.callbacks_deny), s.callbacks_timeout_s
+        )
         self.metrics = metrics or create_metrics()
         self.batch = FrameBatch(on_tick=lambda *tick: record_tick(self.metrics, *tick))
         self._batch_task: asyncio.Task[None] | None = None

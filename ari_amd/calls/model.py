@@ -12,7 +12,7 @@ import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
@@ -41,7 +41,9 @@ class CallStatus(str, Enum):
         return self in _FINAL
 
 
-_FINAL = frozenset({CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED, CallStatus.CANCELED})
+_FINAL = frozenset(
+    {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED, CallStatus.CANCELED}
+)
 
 
 class AfterDetection(str, Enum):
@@ -110,7 +112,7 @@ class CallEvent:
     status: CallStatus
     verdict: Verdict | None = None
     amd_event: AmdEvent | None = None
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 Listener = Callable[[CallEvent], Awaitable[None] | None]
@@ -125,7 +127,7 @@ class Call:
         self.inbound = inbound  # handed over by the dialplan's Stasis() rather than originated
         self.channel_id = request.call_id  # originated with channelId = call id
         self.status = CallStatus.QUEUED
-        self.created_at = datetime.now(timezone.utc)
+        self.created_at = datetime.now(UTC)
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.verdicts: list[Verdict] = []
@@ -187,7 +189,9 @@ class Call:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     # -- for the engine ------------------------------------------------------------------------
-    def _emit(self, kind: CallEventKind, verdict: Verdict | None = None, amd_event: AmdEvent | None = None) -> CallEvent:
+    def _emit(
+        self, kind: CallEventKind, verdict: Verdict | None = None, amd_event: AmdEvent | None = None
+    ) -> CallEvent:
         ev = CallEvent(kind, self, self.status, verdict, amd_event)
         if self._listeners:
             self._queue.put_nowait(ev)
@@ -224,7 +228,7 @@ class Call:
             return
         if not self.status.final:
             self.status = status
-        self.ended_at = datetime.now(timezone.utc)
+        self.ended_at = datetime.now(UTC)
         self._ended.set()
 
 

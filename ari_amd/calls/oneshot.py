@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ari_amd.calls.config import Settings
@@ -58,10 +59,8 @@ async def place_one(
         await call.wait_verdict(ring_timeout_s + params.timeout_ms / 1000 + VERDICT_MARGIN_S)
         await call.drain()  # the callback is sent by a listener: let it finish
         await engine.hangup(call)
-        try:
+        with contextlib.suppress(TimeoutError):
             await call.wait_ended(END_WAIT_S)
-        except TimeoutError:
-            pass
         return call_record(call)
     finally:
         await engine.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import json as jsonlib
 import random
@@ -212,7 +213,8 @@ class Outbox:
         duplicate the callback. signer: one of `signers`, applied at every attempt.
         """
         if signer is not None and signer not in self.signers:
-            raise ValueError(f"no signer {signer!r} in this outbox (it has: {', '.join(sorted(self.signers)) or 'none'})")
+            have = ", ".join(sorted(self.signers)) or "none"
+            raise ValueError(f"no signer {signer!r} in this outbox (it has: {have})")
         await self.open()
         method = method.upper()
         key = key or uuid.uuid4().hex
@@ -322,10 +324,8 @@ class Outbox:
                 timeout = max(0.0, nxt - self._clock())
                 if timeout == 0.0:
                     return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def _due(self, c: sqlite3.Connection, limit: int) -> list[Delivery]:
         skip = tuple(self._inflight)
@@ -355,7 +355,8 @@ class Outbox:
         retry_after: float | None = None
         try:
             reply = await request(
-                self._session, self.policy, d.method, d.url, data=d.body, headers=self._headers(d), max_body=MAX_REPLY_BYTES
+                self._session, self.policy, d.method, d.url,
+                data=d.body, headers=self._headers(d), max_body=MAX_REPLY_BYTES,
             )
             status = reply.status
             retry_after = _retry_after(reply.headers.get("Retry-After"))
@@ -392,7 +393,8 @@ class Outbox:
         return {**d.headers, **sign(d.body)}
 
     async def _record(
-        self, d: Delivery, attempt: int, status: int, error: str | None, retry: bool, retry_after: float | None, target: str
+        self, d: Delivery, attempt: int, status: int, error: str | None, retry: bool, retry_after: float | None,
+        target: str,
     ) -> None:
         """Delivered, refused for good, or due again after a backoff (given up past the horizon)."""
         if error is None:
@@ -418,7 +420,9 @@ class Outbox:
                         (attempt, at, error, d.key),
                     )
                 )
-                log.info("callback_retry", key=d.key, url=target, error=error, attempts=attempt, delay_s=round(delay, 3))
+                log.info(
+                    "callback_retry", key=d.key, url=target, error=error, attempts=attempt, delay_s=round(delay, 3)
+                )
 
     async def _finish(self, d: Delivery, attempt: int, state: str, error: str | None) -> None:
         await self._db(

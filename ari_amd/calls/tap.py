@@ -61,7 +61,9 @@ class MediaTap:
         """Create the tap; RTP starts flowing into `on_audio` (and `on_g711`, see RtpReceiver)
         once this returns."""
         hub = self.hub
-        receiver = None if hub is not None else await RtpReceiver.open(self.pool, self.format, on_audio, on_g711=on_g711)
+        receiver = None
+        if hub is None:
+            receiver = await RtpReceiver.open(self.pool, self.format, on_audio, on_g711=on_g711)
         self.receiver = receiver
         snoop_events = self.events.claim(self.snoop_id)
         media_events = self.events.claim(self.media_id)

@@ -263,7 +263,9 @@ class PolicyResolver(AbstractResolver):
         self.policy = policy
         self.inner = inner or aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
         try:
             addresses = [ipaddress.ip_address(r["host"]) for r in results]

@@ -11,8 +11,8 @@ import base64
 import codecs
 import hashlib
 import hmac
-import secrets
 import json as jsonlib
+import secrets
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +36,9 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
     return url + ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(list(params.items()))
 
 
-def signed_form(token: str, url: str, method: str, params: Mapping[str, str]) -> tuple[str, dict[str, str] | None, dict[str, str]]:
+def signed_form(
+    token: str, url: str, method: str, params: Mapping[str, str]
+) -> tuple[str, dict[str, str] | None, dict[str, str]]:
     """(url to request, form body or None for GET, headers). GET is signed over the full URL
     with its query, POST over URL + sorted fields: what Twilio's RequestValidator checks."""
     if method.upper() == "GET":
@@ -154,7 +156,8 @@ class Webhooks:
         for attempt in range(1, attempts + 1):
             try:
                 reply = await request(
-                    self._session, self.policy, method, full, data=form, headers=headers, max_body=self.max_document_bytes
+                    self._session, self.policy, method, full,
+                    data=form, headers=headers, max_body=self.max_document_bytes,
                 )
                 if len(reply.body) > self.max_document_bytes:
                     raise DocumentError(f"{redact_url(full)}: larger than {self.max_document_bytes} bytes")
@@ -190,7 +193,9 @@ class OutboxSender:
         key = f"{call_id}-amd-{hashlib.sha1(f'{method} {url}'.encode()).hexdigest()[:10]}"
         if auth_token:
             full, form, headers = signed_form(auth_token, url, method, fields)
+        elif method.upper() == "GET":
+            full, form, headers = _with_query(url, fields), None, {}
         else:
-            full, form, headers = (_with_query(url, fields), None, {}) if method.upper() == "GET" else (url, dict(fields), {})
+            full, form, headers = url, dict(fields), {}
         headers["User-Agent"] = USER_AGENT
         await self.outbox.enqueue(full, method=method, form=form, headers=headers, key=key)

@@ -162,7 +162,7 @@ class BatchSession:
         if len(self._pending):
             batch._partial.add(self._slot)  # type: ignore[arg-type]
         else:
-            batch._partial.discard(self._slot)  # type: ignore[arg-type]
+            batch._partial.discard(self._slot)
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         """End of the call's audio: decide its queued frames now, then `Detector.finish`."""
@@ -274,7 +274,8 @@ class FrameBatch:
 
     def taking(self, slots: np.ndarray) -> np.ndarray:
         """Which of these sessions' slots still take frames (not decided, not closed)."""
-        return ~self._vector.finished[slots]
+        finished: np.ndarray = self._vector.finished[slots]
+        return ~finished
 
     def serial_slots(self) -> set[int]:
         """Slots whose G.711 frames must go through feed_g711 one by one this tick (to stay in

@@ -289,7 +289,7 @@ class RtpHub:
         self._ssrc[lane] = ssrc
         self._next_seq[lane] = next_seq
         self._slot[lane] = session.slot
-        self._law[lane] = LAWS.index(session.law)  # type: ignore[arg-type]
+        self._law[lane] = LAWS.index(session.law)
 
     # -- the tick ---------------------------------------------------------------------------------------
     def drain(self) -> int:
@@ -461,7 +461,9 @@ class RtpHub:
         self._sessions += [None] * (new - old)
         self._source_of += [None] * (new - old)
         self._free = list(range(new - 1, old - 1, -1)) + self._free
-        for name in ("_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at", "started"):
+        for name in (
+            "_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at", "started"
+        ):
             arr = getattr(self, name)
             grown = np.zeros(new, dtype=arr.dtype)
             grown[:old] = arr

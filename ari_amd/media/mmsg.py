@@ -100,7 +100,7 @@ class DatagramBatch:
             # The kernel overwrites both with the lengths it used.
             self._msgs["namelen"] = SOCKADDR_IN
             self._msgs["controllen"] = CONTROL
-            n = _RECVMMSG(sock.fileno(), self._msgs.ctypes.data, self.capacity, MSG_DONTWAIT, None)
+            n: int = _RECVMMSG(sock.fileno(), self._msgs.ctypes.data, self.capacity, MSG_DONTWAIT, None)
             if n < 0:
                 err = ctypes.get_errno()
                 if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -147,7 +147,7 @@ class DatagramBatch:
     @property
     def truncated(self) -> np.ndarray:
         flags = self._msgs["flags"][: self.n] if self.uses_recvmmsg else self._fallback_flags[: self.n]
-        return (flags & MSG_TRUNC) != 0
+        return np.asarray((flags & MSG_TRUNC) != 0)
 
     @property
     def src_port(self) -> np.ndarray:

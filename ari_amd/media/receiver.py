@@ -371,10 +371,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if len(payload) % self.format.sample_width:
             s.dropped_malformed += 1
             return
-        if packet.payload_type != self._payload_type:
-            if not self._adopt_dynamic_payload_type(packet.payload_type, len(payload)):
-                s.dropped_payload_type += 1
-                return
+        if packet.payload_type != self._payload_type and not self._adopt_dynamic_payload_type(
+            packet.payload_type, len(payload)
+        ):
+            s.dropped_payload_type += 1
+            return
         if self._source is None:
             self._source = source
             self._log.debug("rtp_source_pinned", source=f"{source[0]}:{source[1]}", ssrc=packet.ssrc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ari_amd.detect import AmdParams, AnsweredBy, Mode, Rule, classify
+from ari_amd.detect import AmdParams, AnsweredBy, Mode, classify
 from ari_amd.synth import make_clip
 from tests.sounds import line, silence, tone
 

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Sequence
 
@@ -108,7 +108,7 @@ class ExternalVoice:
 # What is installed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _espeak_list(kind: str) -> tuple[tuple[str, str], ...]:
     """(language, file) rows of ``espeak-ng --voices=KIND``."""
     if shutil.which("espeak-ng") is None:
@@ -141,7 +141,7 @@ def mbrola_voices() -> list[str]:
     return [f"mb-{v}" for v in MBROLA_VOICES if any(Path(d, v, v).is_file() for d in ("/usr/share/mbrola", "/usr/share/mbrola/voices"))]
 
 
-@lru_cache(maxsize=None)
+@cache
 def flite_voices() -> tuple[str, ...]:
     if shutil.which("flite") is None:
         return ()

@@ -42,6 +42,12 @@ CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 # more, so such a beep is still heard; every other person keeps Twilio's timing.
 GREETING_HOLD_MIN_MS = 1_500
 GREETING_HOLD_EXTRA_MS = 400
+# A machine records after its beep: a short tone with a voice straight after it is a held vowel
+# (synthetic voices hold one at a steady pitch for 100-200 ms), not a beep.
+# Such vowels sound at a harmonic under the first formant (below ~700 Hz).
+BEEP_VOICE_AFTER_MS = 200  # a voice this soon after the tone...
+BEEP_VOICE_SHORT_MS = 400  # ...unmakes a tone shorter than this...
+BEEP_VOICE_MAX_HZ = 700.0  # ...and lower than this
 CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
 MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
 
@@ -263,6 +269,9 @@ class AmdStateMachine:
         return t_ms - last
 
     def _on_beep(self, beep: Beep, t_ms: int) -> list[AmdEvent]:
+        vowel_like = beep.end_ms - beep.start_ms < BEEP_VOICE_SHORT_MS and beep.hz < BEEP_VOICE_MAX_HZ
+        if vowel_like and self._voice_after(beep.end_ms):
+            return []
         self.tones.append(Segment("beep", beep.start_ms, beep.end_ms))
         events = [AmdEvent(EventKind.BEEP_START, beep.start_ms), AmdEvent(EventKind.BEEP_END, beep.end_ms)]
         cause = f"beep {beep.hz:.0f}Hz {beep.end_ms - beep.start_ms}ms ended at {beep.end_ms}ms"
@@ -275,6 +284,11 @@ class AmdStateMachine:
             kind = AnsweredBy.MACHINE_START if self.params.mode is Mode.ENABLE else AnsweredBy.MACHINE_END_BEEP
             events += self._decide(kind, t_ms, Rule.BEEP, cause + ", before a verdict", length)
         return events
+
+    def _voice_after(self, end_ms: int) -> bool:
+        """Was a voice heard in the BEEP_VOICE_AFTER_MS after `end_ms`? (The beep is confirmed
+        once that much quiet has followed it, so the utterances are known by then.)"""
+        return any(u.end_ms > end_ms and u.start_ms <= end_ms + BEEP_VOICE_AFTER_MS for u in reversed(self.utterances[-3:]))
 
     def _segments(self) -> tuple[Segment, ...]:
         speech = [Segment("speech", u.start_ms, u.end_ms) for u in self.utterances]

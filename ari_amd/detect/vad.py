@@ -110,6 +110,10 @@ class VoiceActivity:
             return ceiling
         if periodicity >= VOICED_STRONG and above > START_STRONG_DB:
             return ceiling  # could be our talker held back by this very gate: don't learn it
+        if periodicity >= VOICED_START and level_db > ceiling:
+            # Voiced and louder than the background's loud end: our talker, likelier than not,
+            # on a loud line where the gate holds it back. Learnt, it would lift the gate over it.
+            return ceiling
         ceiling += CEILING_UP_DB if level_db > ceiling else CEILING_DOWN_DB
         self.ceiling_db = ceiling
         return ceiling

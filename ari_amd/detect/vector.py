@@ -392,7 +392,10 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     rise = where(above > V.RISE_DB, minimum(s[RISE] + 1, V.RISE_MAX_FRAMES), 0.0)
     ceil0 = s[CEILING]
     ceil_known = ~np.isnan(ceil0)
-    learn = ceil_known & (since0 > V.CEILING_HOLD) & ~((per >= V.VOICED_STRONG) & (above > V.START_STRONG_DB))
+    learn = (
+        ceil_known & (since0 > V.CEILING_HOLD) & ~((per >= V.VOICED_STRONG) & (above > V.START_STRONG_DB))
+        & ~((per >= V.VOICED_START) & (band > ceil0))
+    )
     ceiling = where(~ceil_known, band, where(learn, ceil0 + where(band > ceil0, V.CEILING_UP_DB, V.CEILING_DOWN_DB), ceil0))
     gate = ceiling + V.CEILING_START_DB - base
     cont = maximum(V.CONTINUE_DB, ceiling + V.CEILING_CONTINUE_DB - base)

@@ -19,6 +19,8 @@ def add_tuning_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speech-threshold", type=int, default=2400, metavar="MS", help="1000-6000 ms (2400)")
     p.add_argument("--speech-end-threshold", type=int, default=1200, metavar="MS", help="500-5000 ms (1200)")
     p.add_argument("--silence-timeout", type=int, default=5000, metavar="MS", help="2000-10000 ms (5000)")
+    p.add_argument("--beep-timeout", type=int, default=9000, metavar="MS",
+                   help="DetectMessageEnd: how long after the greeting a beep is awaited, 1000-59000 ms (9000)")
 
 
 def params_from(args: argparse.Namespace) -> AmdParams:
@@ -30,6 +32,7 @@ def params_from(args: argparse.Namespace) -> AmdParams:
         speech_threshold_ms=args.speech_threshold,
         speech_end_threshold_ms=args.speech_end_threshold,
         silence_timeout_ms=args.silence_timeout,
+        beep_timeout_ms=args.beep_timeout,
     )
 
 

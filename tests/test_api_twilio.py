@@ -347,6 +347,8 @@ BASE = {"To": "+15550100", "From": "+15550199", "Url": "https://example.test/a"}
         ({"MachineDetectionSpeechEndThreshold": "5001"}, ["MachineDetectionSpeechEndThreshold"]),
         ({"MachineDetectionSilenceTimeout": "1999"}, ["MachineDetectionSilenceTimeout", "2000-10000"]),
         ({"MachineDetectionSilenceTimeout": "10001"}, ["MachineDetectionSilenceTimeout"]),
+        ({"MachineDetection": "DetectMessageEnd", "MachineDetectionBeepTimeout": "999"},
+         ["MachineDetectionBeepTimeout", "1000-59000"]),
         ({"MachineDetection": "Maybe"}, ["MachineDetection", "DetectMessageEnd"]),
         ({"AsyncAmd": "perhaps"}, ["AsyncAmd"]),
         ({"AsyncAmdStatusCallback": "ftp://x.test/cb"}, ["AsyncAmdStatusCallback"]),

@@ -73,8 +73,9 @@ def test_stasis_options_default_to_sync_enable_and_twilio_defaults() -> None:
 
 def test_stasis_options_take_admin_and_twilio_spellings() -> None:
     opts = parse_stasis_args(["sync", "mode=DetectMessageEnd", "timeout=20", "MachineDetectionSpeechThreshold=3000",
-                              "speech_end_threshold=1500", "SILENCE_TIMEOUT=4000"])
-    assert opts.params == AmdParams(Mode.DETECT_MESSAGE_END, 20_000, 3000, 1500, 4000)
+                              "speech_end_threshold=1500", "SILENCE_TIMEOUT=4000", "beep_timeout=15000"])
+    assert opts.params == AmdParams(Mode.DETECT_MESSAGE_END, 20_000, 3000, 1500, 4000, 15_000)
+    assert parse_stasis_args(["MachineDetectionBeepTimeout=2000"]).params.beep_timeout_ms == 2000
     opts = parse_stasis_args(["async", "callback=https://example.test/amd", "callback_method=get"])
     assert opts.async_amd and opts.callback_url == "https://example.test/amd" and opts.callback_method == "GET"
 
@@ -83,6 +84,7 @@ def test_stasis_options_take_admin_and_twilio_spellings() -> None:
     (["speech_threshold=999"], "MachineDetectionSpeechThreshold"),
     (["timeout=60"], "MachineDetectionTimeout"),
     (["timeout=ten"], "MachineDetectionTimeout"),
+    (["beep_timeout=60000"], "MachineDetectionBeepTimeout"),
     (["mode=Sometimes"], "MachineDetection"),
     (["callback=ftp://x/y"], "callback"),
     (["callback_method=PUT"], "callback_method"),

@@ -20,6 +20,8 @@ def test_defaults_are_twilios() -> None:
         ("speech_end_threshold_ms", 5_001, "MachineDetectionSpeechEndThreshold", "500-5000 ms"),
         ("silence_timeout_ms", 1_999, "MachineDetectionSilenceTimeout", "2000-10000 ms"),
         ("silence_timeout_ms", 10_001, "MachineDetectionSilenceTimeout", "2000-10000 ms"),
+        ("beep_timeout_ms", 999, "MachineDetectionBeepTimeout", "1000-59000 ms"),
+        ("beep_timeout_ms", 59_001, "MachineDetectionBeepTimeout", "1000-59000 ms"),
     ],
 )
 def test_out_of_range_names_the_parameter_and_range(field: str, value: int, name: str, allowed: str) -> None:

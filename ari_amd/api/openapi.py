@@ -10,7 +10,7 @@ from aiohttp import web
 from ari_amd import __version__ as VERSION
 from ari_amd.api import forms, plivo, telnyx
 from ari_amd.api.twilio_calls import STATUS_EVENTS
-from ari_amd.detect.params import RANGES
+from ari_amd.detect.params import RANGES, AmdParams
 from ari_amd.detect.verdict import AnsweredBy
 
 S = dict[str, Any]
@@ -41,14 +41,13 @@ def _twilio_amd() -> S:
     props: S = {
         "MachineDetection": {"type": "string", "enum": ["Enable", "DetectMessageEnd"]},
     }
-    defaults = {
-        "timeout_ms": 30, "speech_threshold_ms": 2400, "speech_end_threshold_ms": 1200, "silence_timeout_ms": 5000
-    }
+    defaults = AmdParams()
     for field, (name, lo, hi, _) in RANGES.items():
+        default = getattr(defaults, field)
         if field == "timeout_ms":
-            props[name] = _int("seconds", lo // 1000, hi // 1000, defaults[field])
+            props[name] = _int("seconds", lo // 1000, hi // 1000, default // 1000)
         else:
-            props[name] = _int("milliseconds", lo, hi, defaults[field])
+            props[name] = _int("milliseconds", lo, hi, default)
     return props
 
 

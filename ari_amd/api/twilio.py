@@ -39,6 +39,7 @@ def amd_params(form: MultiDictProxy[str]) -> AmdParams | None:
         ("MachineDetectionSpeechThreshold", "speech_threshold_ms"),
         ("MachineDetectionSpeechEndThreshold", "speech_end_threshold_ms"),
         ("MachineDetectionSilenceTimeout", "silence_timeout_ms"),
+        ("MachineDetectionBeepTimeout", "beep_timeout_ms"),  # ari-amd's own (DetectMessageEnd)
     ):
         n = forms.integer(name, form.get(name))
         if n is not None:

@@ -28,6 +28,8 @@ ALIASES = {
     "machinedetectionspeechendthreshold": "speech_end_threshold",
     "silence_timeout": "silence_timeout",
     "machinedetectionsilencetimeout": "silence_timeout",
+    "beep_timeout": "beep_timeout",
+    "machinedetectionbeeptimeout": "beep_timeout",
     "callback": "callback",
     "asyncamdstatuscallback": "callback",
     "callback_method": "callback_method",
@@ -38,6 +40,7 @@ INTEGER_KEYS = {
     "speech_threshold": "MachineDetectionSpeechThreshold",
     "speech_end_threshold": "MachineDetectionSpeechEndThreshold",
     "silence_timeout": "MachineDetectionSilenceTimeout",
+    "beep_timeout": "MachineDetectionBeepTimeout",
 }
 
 

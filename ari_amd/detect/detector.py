@@ -17,7 +17,7 @@ from ari_amd.detect.vad import VoiceActivity
 from ari_amd.detect.verdict import AmdEvent, Verdict
 
 
-MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music is a note of it
+MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music, straight out of it, is a note of it
 FEED_BLOCK_FRAMES = 250  # frames analysed in one vectorised step (5 s)
 
 
@@ -132,7 +132,7 @@ class Detector:
             t_ms, peak_hz, peak2_hz, peak_frac, obs.tone or obs.candidate, band_db - floor, peak2_frac, band_db, floor,
             voice.speech,
         )
-        if obs.beep is not None and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+        if obs.beep is not None and not obs.beep.quiet_before and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
             obs = replace(obs, beep=None)  # a note of the hold music, not a beep
         if self.trace is not None:
             self.trace.append(

@@ -93,6 +93,7 @@ class ToneRun:
     hi_db: float = -200.0
     end_hz: float = 0.0  # the pitch at the end of the last run (a pending beep group's last tone)
     misses: int = 0  # frames in a row the peak has been elsewhere (RUN_MISS_FRAMES bridged)
+    quiet_before: bool = False  # the frame before it began was near the floor (not straight out of sound)
 
     @property
     def spread_db(self) -> float:
@@ -104,6 +105,7 @@ class Beep:
     start_ms: int
     end_ms: int
     hz: float
+    quiet_before: bool = True  # it began out of quiet, not straight out of other sound (music's last note)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,8 @@ class ToneTracker:
             if run is not None:
                 self._close_run(run)
             self._run = (
-                ToneRun(start_ms, t_ms, peak_hz, peak_frac, frames=1, lo_hz=peak_hz, hi_hz=peak_hz, lo_db=200.0)
+                ToneRun(start_ms, t_ms, peak_hz, peak_frac, frames=1, lo_hz=peak_hz, hi_hz=peak_hz, lo_db=200.0,
+                        quiet_before=self._prev_level <= floor_db + BEEP_QUIET_DB)
                 if tonal
                 else None
             )
@@ -262,7 +265,8 @@ class ToneTracker:
             pending.level_db = max(pending.level_db, run.level_db)
         else:
             self._pending = ToneRun(
-                run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db, end_hz=run.hz
+                run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db, end_hz=run.hz,
+                quiet_before=run.quiet_before,
             )
 
     def _track_beep(
@@ -298,7 +302,7 @@ class ToneTracker:
         self._pending = None
         duration = pending.end_ms - pending.start_ms
         if BEEP_PULSE_MIN_MS <= duration <= BEEP_MAX_MS:
-            return Beep(pending.start_ms, pending.end_ms, pending.hz)
+            return Beep(pending.start_ms, pending.end_ms, pending.hz, pending.quiet_before)
         return None
 
     # --- SIT -----------------------------------------------------------------

@@ -68,10 +68,10 @@ DRONE_PREV, NOTES = 56, 57  # _drone_prev_hz, notes
 STATE, UTTS, UTT_END, RECENT = 58, 59, 60, 61  # state, len(utterances) (read only), utterances[-1].end_ms, _recent
 RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None), _last_speech_end (0: None)
 LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
-RUN_MISS = 72  # ToneTracker: _run.misses
+RUN_MISS, RUN_QUIET = 72, 73  # ToneTracker: _run.misses, _run.quiet_before
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 73, 74, 75, 76, 77
-N_COLUMNS = 78
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 74, 75, 76, 77, 78
+N_COLUMNS = 79
 N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
@@ -348,6 +348,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     keep = dead | bridge  # the run as it was
     run_frames = where(extend, s[RUN_FRAMES] + 1, where(begin, 1.0, where(keep, s[RUN_FRAMES], 0.0)))
     new[RUN_MISS] = where(bridge, miss0 + 1, where(dead, miss0, 0.0))
+    new[RUN_QUIET] = where(begin, s[PREV_LEVEL] <= floor + T.BEEP_QUIET_DB, where(extend | keep, s[RUN_QUIET], 0.0))
     straddle = extend & (run_frames > 2) & (miss0 == 0)  # the first frames straddle the onset
     prev_level = s[PREV_LEVEL]
     lo_db = where(straddle, minimum(s[RUN_LO_DB], prev_level), s[RUN_LO_DB])
@@ -578,7 +579,7 @@ def _store(det: Detector) -> list[float]:
         c[RUN], c[RUN_START], c[RUN_END], c[RUN_HZ], c[RUN_PURITY], c[RUN_FRAMES] = (
             1, r.start_ms, r.end_ms, r.hz, r.purity, r.frames)
         c[RUN_LO_HZ], c[RUN_HI_HZ], c[RUN_LEVEL], c[RUN_LO_DB], c[RUN_HI_DB] = r.lo_hz, r.hi_hz, r.level_db, r.lo_db, r.hi_db
-        c[RUN_MISS] = r.misses
+        c[RUN_MISS], c[RUN_QUIET] = r.misses, r.quiet_before
     c[PENDING], c[LOUD], c[TAIL] = tn._pending is not None, tn._loud_frames, tn._tail_frames
     c[PREV_LEVEL], c[FAX_MS], c[CPT_MS] = tn._prev_level, tn._fax_ms, tn._cpt_ms
     c[V21_MS], c[V21_LO], c[V21_HI], c[FAX_FOUND] = tn._v21_ms, tn._v21_lo, tn._v21_hi, tn.fax_found is not None
@@ -613,7 +614,7 @@ def _load(det: Detector, c: list[float]) -> None:
     tn._run = (
         ToneRun(int(c[RUN_START]), int(c[RUN_END]), c[RUN_HZ], c[RUN_PURITY], int(c[RUN_FRAMES]),
                 lo_hz=c[RUN_LO_HZ], hi_hz=c[RUN_HI_HZ], level_db=c[RUN_LEVEL], lo_db=c[RUN_LO_DB], hi_db=c[RUN_HI_DB],
-                misses=int(c[RUN_MISS]))
+                misses=int(c[RUN_MISS]), quiet_before=bool(c[RUN_QUIET]))
         if c[RUN] else None
     )
     tn._prev_level, tn._fax_ms, tn._cpt_ms = c[PREV_LEVEL], int(c[FAX_MS]), int(c[CPT_MS])

@@ -42,9 +42,9 @@ CONFIRM_MASK = (1 << SPEECH_CONFIRM_WINDOW) - 1
 # more, so such a beep is still heard; every other person keeps Twilio's timing.
 GREETING_HOLD_MIN_MS = 1_500
 GREETING_HOLD_EXTRA_MS = 400
-# A machine records after its beep: a short tone with a voice straight after it is a held vowel
-# (synthetic voices hold one at a steady pitch for 100-200 ms), not a beep.
-# Such vowels sound at a harmonic under the first formant (below ~700 Hz).
+# A machine beeps after its greeting has stopped and records after its beep: a short low tone
+# straight out of the voice, or with a voice straight after it, is a held vowel (synthetic voices
+# hold one at a steady pitch for 100-200 ms, at a harmonic under the first formant), not a beep.
 BEEP_VOICE_AFTER_MS = 200  # a voice this soon after the tone...
 BEEP_VOICE_SHORT_MS = 400  # ...unmakes a tone shorter than this...
 BEEP_VOICE_MAX_HZ = 700.0  # ...and lower than this
@@ -270,7 +270,7 @@ class AmdStateMachine:
 
     def _on_beep(self, beep: Beep, t_ms: int) -> list[AmdEvent]:
         vowel_like = beep.end_ms - beep.start_ms < BEEP_VOICE_SHORT_MS and beep.hz < BEEP_VOICE_MAX_HZ
-        if vowel_like and self._voice_after(beep.end_ms):
+        if vowel_like and (not beep.quiet_before or self._voice_after(beep.end_ms)):
             return []
         self.tones.append(Segment("beep", beep.start_ms, beep.end_ms))
         events = [AmdEvent(EventKind.BEEP_START, beep.start_ms), AmdEvent(EventKind.BEEP_END, beep.end_ms)]

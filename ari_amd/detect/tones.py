@@ -93,7 +93,8 @@ class ToneRun:
     hi_db: float = -200.0
     end_hz: float = 0.0  # the pitch at the end of the last run (a pending beep group's last tone)
     misses: int = 0  # frames in a row the peak has been elsewhere (RUN_MISS_FRAMES bridged)
-    quiet_before: bool = False  # the frame before it began was near the floor (not straight out of sound)
+    quiet_before: bool = False  # two frames before it began were near the floor (the one just before
+    # may hold its onset): it did not begin straight out of other sound
 
     @property
     def spread_db(self) -> float:
@@ -135,6 +136,7 @@ class ToneTracker:
         self._loud_frames = 0  # loud frames since a candidate beep ended
         self._tail_frames = 0  # quieter frames since then still at the beep's pitch
         self._prev_level = 0.0
+        self._prev2_level = 0.0  # the frame before that
         self._fax_ms = 0
         self._cpt_ms = 0
         self._v21_ms = 0
@@ -198,10 +200,11 @@ class ToneTracker:
                 self._close_run(run)
             self._run = (
                 ToneRun(start_ms, t_ms, peak_hz, peak_frac, frames=1, lo_hz=peak_hz, hi_hz=peak_hz, lo_db=200.0,
-                        quiet_before=self._prev_level <= floor_db + BEEP_QUIET_DB)
+                        quiet_before=self._prev2_level <= floor_db + BEEP_QUIET_DB)
                 if tonal
                 else None
             )
+        self._prev2_level = self._prev_level
         self._prev_level = level_db  # the last frame of a run straddles its end: judged one frame late
         run = self._run
         is_tone = run is not None and run.frames >= MIN_TONE_FRAMES

@@ -68,10 +68,10 @@ DRONE_PREV, NOTES = 56, 57  # _drone_prev_hz, notes
 STATE, UTTS, UTT_END, RECENT = 58, 59, 60, 61  # state, len(utterances) (read only), utterances[-1].end_ms, _recent
 RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None), _last_speech_end (0: None)
 LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
-RUN_MISS, RUN_QUIET = 72, 73  # ToneTracker: _run.misses, _run.quiet_before
+RUN_MISS, RUN_QUIET, PREV2_LEVEL = 72, 73, 74  # ToneTracker: _run.misses, _run.quiet_before, _prev2_level
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 74, 75, 76, 77, 78
-N_COLUMNS = 79
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 75, 76, 77, 78, 79
+N_COLUMNS = 80
 N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
@@ -348,7 +348,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     keep = dead | bridge  # the run as it was
     run_frames = where(extend, s[RUN_FRAMES] + 1, where(begin, 1.0, where(keep, s[RUN_FRAMES], 0.0)))
     new[RUN_MISS] = where(bridge, miss0 + 1, where(dead, miss0, 0.0))
-    new[RUN_QUIET] = where(begin, s[PREV_LEVEL] <= floor + T.BEEP_QUIET_DB, where(extend | keep, s[RUN_QUIET], 0.0))
+    new[RUN_QUIET] = where(begin, s[PREV2_LEVEL] <= floor + T.BEEP_QUIET_DB, where(extend | keep, s[RUN_QUIET], 0.0))
     straddle = extend & (run_frames > 2) & (miss0 == 0)  # the first frames straddle the onset
     prev_level = s[PREV_LEVEL]
     lo_db = where(straddle, minimum(s[RUN_LO_DB], prev_level), s[RUN_LO_DB])
@@ -367,6 +367,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     new[RUN_HI_DB] = where(extend, hi_db, where(begin, -200.0, where(keep, s[RUN_HI_DB], 0.0)))
     new[RUN_LEVEL] = where(straddle, hi_db, where(begin, -100.0, where(extend | keep, s[RUN_LEVEL], 0.0)))
     new[PREV_LEVEL] = where(live, band, prev_level)
+    new[PREV2_LEVEL] = where(live, prev_level, s[PREV2_LEVEL])
     is_tone = active & (run_frames >= T.MIN_TONE_FRAMES)
     candidate = live & active & (run_frames >= 2) & (run_purity >= T.CANDIDATE_PURITY * run_frames)
     tone = is_tone | candidate
@@ -582,6 +583,7 @@ def _store(det: Detector) -> list[float]:
         c[RUN_MISS], c[RUN_QUIET] = r.misses, r.quiet_before
     c[PENDING], c[LOUD], c[TAIL] = tn._pending is not None, tn._loud_frames, tn._tail_frames
     c[PREV_LEVEL], c[FAX_MS], c[CPT_MS] = tn._prev_level, tn._fax_ms, tn._cpt_ms
+    c[PREV2_LEVEL] = tn._prev2_level
     c[V21_MS], c[V21_LO], c[V21_HI], c[FAX_FOUND] = tn._v21_ms, tn._v21_lo, tn._v21_hi, tn.fax_found is not None
     if m._prev is not None:
         c[PREV], (c[PREV0], c[PREV1], c[PREV2], c[PREV3]) = 1, m._prev
@@ -618,6 +620,7 @@ def _load(det: Detector, c: list[float]) -> None:
         if c[RUN] else None
     )
     tn._prev_level, tn._fax_ms, tn._cpt_ms = c[PREV_LEVEL], int(c[FAX_MS]), int(c[CPT_MS])
+    tn._prev2_level = c[PREV2_LEVEL]
     tn._v21_ms, tn._v21_lo, tn._v21_hi = int(c[V21_MS]), c[V21_LO], c[V21_HI]
     m._prev = (c[PREV0], c[PREV1], c[PREV2], c[PREV3]) if c[PREV] else None
     m._steady, m._steady_n, m._count = int(c[STEADY]), int(c[STEADY_N]), int(c[COUNT])

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ari_amd.detect.features import FRAME, FRAME_MS, SAMPLE_RATE, analyze
+from ari_amd.detect.features import DEAD_DB, FRAME, FRAME_MS, SAMPLE_RATE, analyze
 from ari_amd.detect.machine import CALL_PROGRESS_MS, AmdStateMachine, State
 from ari_amd.detect.music import MusicTracker
 from ari_amd.detect.params import AmdParams
@@ -47,6 +47,7 @@ class Detector:
         self._decimator = Decimator() if sample_rate == 2 * SAMPLE_RATE else None
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
+        self._heard_at: int | None = None  # the end of the first frame that was not digital silence
         self.vad = VoiceActivity()
         self.tones = ToneTracker()
         self.music = MusicTracker()
@@ -120,6 +121,8 @@ class Detector:
         vad, tones, music, machine = self.vad, self.tones, self.music, self.machine
         self._frames_done += 1
         t_ms = self._frames_done * FRAME_MS
+        if self._heard_at is None and band_db > DEAD_DB:
+            self._heard_at = t_ms
         floor = vad.floor_db if vad.floor_db is not None else band_db
         obs = tones.update(
             t_ms, band_db, floor, peak_hz, peak_frac, peak2_hz, peak2_frac, fsk_frac, cpt_frac, vad.ceiling_db
@@ -138,7 +141,7 @@ class Detector:
             self.trace.append(
                 TraceRow(t_ms, band_db, vad.floor_db or 0.0, vad.ceiling_db or 0.0, voice.speech, obs.tone, playing)
             )
-        return machine.step(t_ms, voice, obs, playing)
+        return machine.step(t_ms, voice, obs, playing, self._heard_at)
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         return self.machine.finish(self.time_ms, cause)

@@ -48,6 +48,9 @@ GREETING_HOLD_EXTRA_MS = 400
 BEEP_VOICE_AFTER_MS = 200  # a voice this soon after the tone...
 BEEP_VOICE_SHORT_MS = 400  # ...unmakes a tone shorter than this...
 BEEP_VOICE_MAX_HZ = 700.0  # ...and lower than this
+# Nobody starts talking within this of picking up: a sound already there at the answer (music in
+# the room, a TV) is the callee's background, and music in it is no machine's hold music.
+ANSWER_SOUND_MS = 60
 CALL_PROGRESS_MS = 200  # this much ringback-band tone before any speech is call progress
 MUSIC_AFTER_SPEECH_MS = 300  # music counts once the voice has stopped: a monotone voice can seem to hold notes
 
@@ -90,8 +93,11 @@ class AmdStateMachine:
         self._other_at = -1  # GREETING: the last frame of music or tone after the greeting's last word
 
     # --- one frame ----------------------------------------------------------
-    def step(self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False) -> list[AmdEvent]:
-        """t_ms: the audio time at the end of this frame."""
+    def step(
+        self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False, heard_at: int | None = None
+    ) -> list[AmdEvent]:
+        """t_ms: the audio time at the end of this frame; heard_at: that of the first frame that
+        was not digital silence (None before it)."""
         if self.state is State.DONE:
             return []
         speech = voice.speech
@@ -146,6 +152,7 @@ class AmdStateMachine:
             and not self._in_speech
             and not (tones.tone or tones.beep_pending)
             and t_ms - (self._last_speech_end or 0) >= MUSIC_AFTER_SPEECH_MS
+            and not (self.state is State.SPEECH and self._sounding_at_answer(heard_at))
         ):
             self._last_tone_end = t_ms  # music is not silence
             if self.state is State.SPEECH:
@@ -284,6 +291,11 @@ class AmdStateMachine:
             kind = AnsweredBy.MACHINE_START if self.params.mode is Mode.ENABLE else AnsweredBy.MACHINE_END_BEEP
             events += self._decide(kind, t_ms, Rule.BEEP, cause + ", before a verdict", length)
         return events
+
+    def _sounding_at_answer(self, heard_at: int | None) -> bool:
+        """Did the run in progress begin with the line itself (music or TV there from the answer)?"""
+        first = self.utterances[0].start_ms if self.utterances else None
+        return heard_at is not None and first is not None and self._run_start == first and first - heard_at <= ANSWER_SOUND_MS
 
     def _voice_after(self, end_ms: int) -> bool:
         """Was a voice heard in the BEEP_VOICE_AFTER_MS after `end_ms`? (The beep is confirmed

@@ -69,9 +69,10 @@ STATE, UTTS, UTT_END, RECENT = 58, 59, 60, 61  # state, len(utterances) (read on
 RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None), _last_speech_end (0: None)
 LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
 RUN_MISS, RUN_QUIET, PREV2_LEVEL = 72, 73, 74  # ToneTracker: _run.misses, _run.quiet_before, _prev2_level
+HEARD_AT = 75  # Detector: _heard_at (nan: None)
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 75, 76, 77, 78, 79
-N_COLUMNS = 80
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 76, 77, 78, 79, 80
+N_COLUMNS = 81
 N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
@@ -368,6 +369,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     new[RUN_LEVEL] = where(straddle, hi_db, where(begin, -100.0, where(extend | keep, s[RUN_LEVEL], 0.0)))
     new[PREV_LEVEL] = where(live, band, prev_level)
     new[PREV2_LEVEL] = where(live, prev_level, s[PREV2_LEVEL])
+    new[HEARD_AT] = where(np.isnan(s[HEARD_AT]) & live, t, s[HEARD_AT])
     is_tone = active & (run_frames >= T.MIN_TONE_FRAMES)
     candidate = live & active & (run_frames >= 2) & (run_purity >= T.CANDIDATE_PURITY * run_frames)
     tone = is_tone | candidate
@@ -571,6 +573,7 @@ def _store(det: Detector) -> list[float]:
     v, tn, m, mc = det.vad, det.tones, det.music, det.machine
     c = [0.0] * N_COLUMNS
     c[FRAMES] = det._frames_done
+    c[HEARD_AT] = math.nan if det._heard_at is None else det._heard_at
     c[FLOOR] = math.nan if v.floor_db is None else v.floor_db
     c[VSPEECH], c[RISE] = v.in_speech, v._rise
     c[CEILING] = math.nan if v.ceiling_db is None else v.ceiling_db
@@ -611,6 +614,7 @@ def _load(det: Detector, c: list[float]) -> None:
     scalar code's types: ints stay ints (they reach causes and event times)."""
     v, tn, m, mc = det.vad, det.tones, det.music, det.machine
     det._frames_done = int(c[FRAMES])
+    det._heard_at = None if math.isnan(c[HEARD_AT]) else int(c[HEARD_AT])
     v.floor_db, v.in_speech, v._rise = _opt(c[FLOOR]), bool(c[VSPEECH]), int(c[RISE])
     v.ceiling_db, v._since_voiced = _opt(c[CEILING]), int(c[SINCE])
     tn._run = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ari_amd.detect import AmdParams, AnsweredBy, Mode, classify
+from ari_amd.detect import AmdParams, AnsweredBy, Mode, Rule, classify
 from ari_amd.synth import make_clip
+from ari_amd.synth.families import select
 from tests.sounds import line, silence, tone
 
 DME = AmdParams(mode=Mode.DETECT_MESSAGE_END)
@@ -63,3 +64,15 @@ def test_a_three_tone_beep_after_a_greeting_ends_it_with_the_beep() -> None:
         beep = line(tone(600, 300, -14), tone(800, 300, -14), tone(1_000, 300, -14), silence(3_000), noise_dbfs=-55)
         v = classify(np.concatenate((greeting, beep)), DME)[-1]
         assert v.answered_by is AnsweredBy.MACHINE_END_BEEP
+
+
+def test_music_in_the_room_from_the_answer_is_not_hold_music() -> None:
+    """People answering with a radio playing (the tune families' room-music callers): the music
+    was there from the first frame, before they spoke, so it is no machine's hold music."""
+    family = select("tune", ["noise_new"])[0]
+    for index in (3, 4, 5):
+        c = family.make("human_residential", index)
+        assert "room_music" in c.notes
+        vs = classify(c.samples)
+        assert all(v.rule is not Rule.MUSIC for v in vs)
+        assert vs[-1].answered_by is AnsweredBy.HUMAN

@@ -41,9 +41,10 @@ import shlex
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ari_amd.audio import load
 from ari_amd.detect import AmdParams, Mode, Verdict, classify

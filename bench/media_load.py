@@ -68,8 +68,8 @@ from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.detect.vector import VectorDecider
 from ari_amd.media import PortPool, RtpReceiver
 from ari_amd.media.batch import TICK_MS, FrameBatch, occurrence_rank
-from ari_amd.media.hub import RtpHub
 from ari_amd.media.heap import freeze_startup_objects, keep_heap
+from ari_amd.media.hub import RtpHub
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"

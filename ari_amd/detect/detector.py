@@ -16,7 +16,6 @@ from ari_amd.detect.tones import ToneTracker
 from ari_amd.detect.vad import VoiceActivity
 from ari_amd.detect.verdict import AmdEvent, Verdict
 
-
 MUSIC_VETOES_BEEP_MS = 2_000  # a tone this soon after music, straight out of it, is a note of it
 FEED_BLOCK_FRAMES = 250  # frames analysed in one vectorised step (5 s)
 

@@ -13,7 +13,7 @@ class Mode(str, Enum):
     DETECT_MESSAGE_END = "DetectMessageEnd"
 
     @classmethod
-    def parse(cls, value: str) -> "Mode":
+    def parse(cls, value: str) -> Mode:
         for mode in cls:
             if value.strip().lower() == mode.value.lower():
                 return mode

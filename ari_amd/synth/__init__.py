@@ -9,7 +9,7 @@ or ``python -m ari_amd.synth OUTDIR --per-category 5 --seed 1``.
 """
 
 from ari_amd.synth.corpus import generate, write_corpus
-from ari_amd.synth.line import LineConfig, NOISE_KINDS, bandpass, make_noise, transmit
+from ari_amd.synth.line import NOISE_KINDS, LineConfig, bandpass, make_noise, transmit
 from ari_amd.synth.scenes import (
     DEFAULT_CATEGORIES,
     DEV_CATEGORIES,

@@ -379,12 +379,10 @@ for _line in _LEXICON_TEXT.strip().splitlines():
 
 # Function words: said quickly and without a pitch accent.
 FUNCTION_WORDS = frozenset(
-    "a an the to of for and or at in on is are was be been it its i im ill you your youve youre "
-    "we were me my us our this that with as but so can has have will may do from by no she they would "
-    "should did".split()
+    ["a", "an", "the", "to", "of", "for", "and", "or", "at", "in", "on", "is", "are", "was", "be", "been", "it", "its", "i", "im", "ill", "you", "your", "youve", "youre", "we", "were", "me", "my", "us", "our", "this", "that", "with", "as", "but", "so", "can", "has", "have", "will", "may", "do", "from", "by", "no", "she", "they", "would", "should", "did"]
 )
 
-_DIGITS = "zero one two three four five six seven eight nine".split()
+_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 # Letter-to-sound fallback: ordered rules, longest first. Crude, but English-shaped.
 _LTS_RULES: list[tuple[str, list[str]]] = [

@@ -18,8 +18,9 @@ Scene-specific ones are listed on each function. Anything else raises TypeError.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 

@@ -139,9 +139,7 @@ def _syllabify(phones: list[str]) -> list[tuple[list[str], str, list[str], int]]
             next_start = len(phones)
         else:
             between = phones[vi + 1 : nxt]
-            if len(between) <= 1:
-                split = 0
-            elif len(between) == 2 and between[1] in ("L", "R", "W", "Y") and between[0] in (
+            if len(between) <= 1 or len(between) == 2 and between[1] in ("L", "R", "W", "Y") and between[0] in (
                 "P", "B", "T", "D", "K", "G", "F", "TH", "S", "SH"
             ):
                 split = 0

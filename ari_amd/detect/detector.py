@@ -134,7 +134,8 @@ class Detector:
             t_ms, peak_hz, peak2_hz, peak_frac, obs.tone or obs.candidate, band_db - floor, peak2_frac, band_db, floor,
             voice.speech,
         )
-        if obs.beep is not None and not obs.beep.quiet_before and music.heard_within(obs.beep.start_ms, MUSIC_VETOES_BEEP_MS):
+        beep = obs.beep
+        if beep is not None and not beep.quiet_before and music.heard_within(beep.start_ms, MUSIC_VETOES_BEEP_MS):
             obs = replace(obs, beep=None)  # a note of the hold music, not a beep
         if self.trace is not None:
             self.trace.append(

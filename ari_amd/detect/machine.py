@@ -94,7 +94,12 @@ class AmdStateMachine:
 
     # --- one frame ----------------------------------------------------------
     def step(
-        self, t_ms: int, voice: VoiceObservation, tones: ToneObservation, music: bool = False, heard_at: int | None = None
+        self,
+        t_ms: int,
+        voice: VoiceObservation,
+        tones: ToneObservation,
+        music: bool = False,
+        heard_at: int | None = None,
     ) -> list[AmdEvent]:
         """t_ms: the audio time at the end of this frame; heard_at: that of the first frame that
         was not digital silence (None before it)."""
@@ -122,9 +127,11 @@ class AmdStateMachine:
             if self.state is State.DONE:
                 return events
         if tones.fax and self.state in (State.WAITING, State.SPEECH):
-            return events + self._decide(AnsweredBy.FAX, t_ms, Rule.FAX, f"fax {tones.fax.replace('_', ' ')} at {t_ms}ms")
+            cause = f"fax {tones.fax.replace('_', ' ')} at {t_ms}ms"
+            return events + self._decide(AnsweredBy.FAX, t_ms, Rule.FAX, cause)
         if tones.sit and self.state is not State.GREETING:
-            return events + self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.SIT, f"sit_tone: special information tones at {t_ms}ms")
+            cause = f"sit_tone: special information tones at {t_ms}ms"
+            return events + self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.SIT, cause)
 
         # Utterance bookkeeping, with onsets back-dated to the first frame that was speech.
         if confirmed and not self._in_speech:
@@ -206,7 +213,8 @@ class AmdStateMachine:
                         silence,
                         limit,
                     )
-        if self.state is State.GREETING and not self._in_speech and not (tones.tone or tones.candidate or tones.beep_pending):
+        sounding = tones.tone or tones.candidate or tones.beep_pending
+        if self.state is State.GREETING and not self._in_speech and not sounding:
             # Twilio calls message end after SpeechEndThreshold of silence, before a beep that
             # comes 2-8 s later (or after hold music): we wait BeepTimeout for the beep.
             waited = t_ms - (self._last_speech_end or 0)
@@ -233,7 +241,8 @@ class AmdStateMachine:
         if self.state is State.GREETING:
             if self._other_at > (self._last_speech_end or 0):
                 return self._decide(
-                    AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting; {cause} at {t_ms}ms", t_ms
+                    AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting; {cause} at {t_ms}ms",
+                    t_ms,
                 )
             silent = not self._in_speech and self._silence(t_ms) >= self.params.speech_end_threshold_ms
             kind = AnsweredBy.MACHINE_END_SILENCE if silent else AnsweredBy.MACHINE_END_OTHER
@@ -243,7 +252,8 @@ class AmdStateMachine:
             # we were only holding it for a beep that never came.
             silence = self._silence(t_ms)
             return self._decide(
-                AnsweredBy.HUMAN, t_ms, Rule.SPEECH_END, f"{cause} at {t_ms}ms after {silence}ms of silence, no beep", silence,
+                AnsweredBy.HUMAN, t_ms, Rule.SPEECH_END, f"{cause} at {t_ms}ms after {silence}ms of silence, no beep",
+                silence,
                 self.params.speech_end_threshold_ms,
             )
         return self._decide(AnsweredBy.UNKNOWN, t_ms, Rule.AUDIO_END, f"{cause} at {t_ms}ms before a verdict", t_ms)
@@ -295,23 +305,30 @@ class AmdStateMachine:
     def _sounding_at_answer(self, heard_at: int | None) -> bool:
         """Did the run in progress begin with the line itself (music or TV there from the answer)?"""
         first = self.utterances[0].start_ms if self.utterances else None
-        return heard_at is not None and first is not None and self._run_start == first and first - heard_at <= ANSWER_SOUND_MS
+        if heard_at is None or first is None:
+            return False
+        return self._run_start == first and first - heard_at <= ANSWER_SOUND_MS
 
     def _voice_after(self, end_ms: int) -> bool:
         """Was a voice heard in the BEEP_VOICE_AFTER_MS after `end_ms`? (The beep is confirmed
         once that much quiet has followed it, so the utterances are known by then.)"""
-        return any(u.end_ms > end_ms and u.start_ms <= end_ms + BEEP_VOICE_AFTER_MS for u in reversed(self.utterances[-3:]))
+        until = end_ms + BEEP_VOICE_AFTER_MS
+        return any(u.end_ms > end_ms and u.start_ms <= until for u in self.utterances[-3:])
 
     def _segments(self) -> tuple[Segment, ...]:
         speech = [Segment("speech", u.start_ms, u.end_ms) for u in self.utterances]
         return tuple(sorted(speech + self.tones, key=lambda s: s.start_ms))
 
-    def _interim(self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0) -> list[AmdEvent]:
+    def _interim(
+        self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0
+    ) -> list[AmdEvent]:
         verdict = Verdict(kind, t_ms, cause, rule, measure, limit, final=False, segments=self._segments())
         self.verdicts.append(verdict)
         return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]
 
-    def _decide(self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0) -> list[AmdEvent]:
+    def _decide(
+        self, kind: AnsweredBy, t_ms: int, rule: Rule, cause: str, measure: int = 0, limit: int = 0
+    ) -> list[AmdEvent]:
         self.state = State.DONE
         verdict = Verdict(kind, t_ms, cause, rule, measure, limit, final=True, segments=self._segments())
         self.verdicts.append(verdict)

@@ -336,11 +336,16 @@ def _beep_like(run: ToneRun) -> bool:
     if duration >= BEEP_MIN_MS:
         flat = run.spread_db <= BEEP_FLAT_DB
         rate = BEEP_PURE_GLIDE_HZ_PER_MS if flat and run.purity >= BEEP_PURE_GLIDE_PURITY else BEEP_GLIDE_HZ_PER_MS
-        glide_allowance = max(BEEP_FLAT_PITCH_RANGE_HZ if flat else BEEP_MAX_PITCH_RANGE_HZ, rate * (duration - BEEP_MIN_MS))
+        still = BEEP_FLAT_PITCH_RANGE_HZ if flat else BEEP_MAX_PITCH_RANGE_HZ
+        glide_allowance = max(still, rate * (duration - BEEP_MIN_MS))
         # A long steady tone is no vowel: let noise (hum beating, street) shake its level more.
         spread_allowance = min(BEEP_LONG_SPREAD_DB, BEEP_MAX_SPREAD_DB * duration / BEEP_STEADY_MS)
         spread_allowance = max(BEEP_MAX_SPREAD_DB, spread_allowance)
-        steady = duration >= BEEP_STEADY_MS - 100 and pitch_range <= BEEP_STEADY_PITCH_HZ and run.spread_db <= BEEP_MAX_SPREAD_DB
+        steady = (
+            duration >= BEEP_STEADY_MS - 100
+            and pitch_range <= BEEP_STEADY_PITCH_HZ
+            and run.spread_db <= BEEP_MAX_SPREAD_DB
+        )
         purity = BEEP_NOISY_PURITY if steady else BEEP_PURITY
         return run.purity >= purity and run.spread_db <= spread_allowance and pitch_range <= glide_allowance
     # Short pulses (double beeps) must be cleaner still.

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from ari_amd.detect import AmdParams, AnsweredBy, Detector, EventKind, Mode, classify
+from ari_amd.detect import AmdParams, AnsweredBy, Detector, EventKind, Mode, Rule, classify
 from ari_amd.detect.features import FRAME, analyze
+from ari_amd.synth import make_clip
 from tests.sounds import line, noise, phase_reversed_tone, silence, tone
 
 DME = AmdParams(mode=Mode.DETECT_MESSAGE_END)
@@ -134,3 +135,14 @@ def test_feeding_after_the_verdict_is_harmless() -> None:
 def test_bad_sample_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="8000 or 16000"):
         Detector(sample_rate=44_100)
+
+
+def test_ringback_after_an_attendant_is_never_a_beep() -> None:
+    """ "Please hold while I connect you", then the ring: US (2 s on) or UK (0.4/0.2/0.4 s)."""
+    for kind in ("us", "uk"):
+        for seed in range(6):
+            c = make_clip("attendant_ringback", seed, kind=kind, noise="pink", snr_db=float(10 + 4 * seed))
+            for mode in Mode:
+                for v in classify(c.samples, AmdParams(mode=mode)):
+                    assert v.answered_by is not AnsweredBy.MACHINE_END_BEEP, (kind, seed, v.cause)
+                    assert v.rule is not Rule.BEEP, (kind, seed, v.cause)

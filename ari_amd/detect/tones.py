@@ -74,6 +74,10 @@ V21_MIN_HOP_HZ = 80.0
 
 CPT_BAND_SHARE = 0.9  # ringback: nearly all the power in 350-550 Hz (speech: never > 120 ms)
 CPT_BAND_HZ = (350.0, 550.0)
+# Ringback in that band, whatever the country: 2 s on (US), 1 s (425 Hz, much of Europe), or a
+# double ring of two 0.4 s tones (UK). A beep there is short and single.
+CPT_RING_MS = 800
+CPT_RING_PART_MS = 300
 
 SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
 SIT_SEGMENT_MS = (200, 450)
@@ -93,6 +97,8 @@ class ToneRun:
     hi_db: float = -200.0
     end_hz: float = 0.0  # the pitch at the end of the last run (a pending beep group's last tone)
     misses: int = 0  # frames in a row the peak has been elsewhere (RUN_MISS_FRAMES bridged)
+    parts: int = 1  # a pending beep group: how many tones, and the shortest of them
+    shortest_ms: int = 0
     quiet_before: bool = False  # two frames before it began were near the floor (the one just before
     # may hold its onset): it did not begin straight out of other sound
 
@@ -264,12 +270,14 @@ class ToneTracker:
             pending.purity = (pending.purity * pending.frames + run.purity * run.frames) / (pending.frames + run.frames)
             pending.end_ms = run.end_ms
             pending.end_hz = run.hz
+            pending.parts += 1
+            pending.shortest_ms = min(pending.shortest_ms, run.end_ms - run.start_ms)
             pending.frames += run.frames
             pending.level_db = max(pending.level_db, run.level_db)
         else:
             self._pending = ToneRun(
                 run.start_ms, run.end_ms, run.hz, run.purity, run.frames, level_db=run.level_db, end_hz=run.hz,
-                quiet_before=run.quiet_before,
+                quiet_before=run.quiet_before, shortest_ms=run.end_ms - run.start_ms,
             )
 
     def _track_beep(
@@ -304,7 +312,7 @@ class ToneTracker:
             return None
         self._pending = None
         duration = pending.end_ms - pending.start_ms
-        if BEEP_PULSE_MIN_MS <= duration <= BEEP_MAX_MS:
+        if BEEP_PULSE_MIN_MS <= duration <= BEEP_MAX_MS and not _ringback_like(pending, duration):
             return Beep(pending.start_ms, pending.end_ms, pending.hz, pending.quiet_before)
         return None
 
@@ -355,6 +363,13 @@ def _beep_like(run: ToneRun) -> bool:
         and run.spread_db <= BEEP_PULSE_SPREAD_DB
         and pitch_range <= BEEP_PULSE_PITCH_RANGE_HZ
     )
+
+
+def _ringback_like(group: ToneRun, duration_ms: int) -> bool:
+    """A tone group in the ringback band as long as a ring, or a double ring of long tones."""
+    if not CPT_BAND_HZ[0] <= group.hz <= CPT_BAND_HZ[1]:
+        return False
+    return duration_ms >= CPT_RING_MS or (group.parts >= 2 and group.shortest_ms >= CPT_RING_PART_MS)
 
 
 def _near(hz: float, target: float, tol: float) -> bool:

@@ -146,3 +146,30 @@ def test_ringback_after_an_attendant_is_never_a_beep() -> None:
                 for v in classify(c.samples, AmdParams(mode=mode)):
                     assert v.answered_by is not AnsweredBy.MACHINE_END_BEEP, (kind, seed, v.cause)
                     assert v.rule is not Rule.BEEP, (kind, seed, v.cause)
+
+
+def test_a_beep_into_digital_silence_is_heard_at_once() -> None:
+    """A line with silence suppression sends zeros after the beep: that is its end, not a lost
+    packet inside it (a hole of a few packets is bridged)."""
+    greeting = make_clip("machine_personal", 2, noise="pink", snr_db=30.0, gap_s=0.6, beep_kind="pure")
+    assert greeting.beep_start_ms is not None and greeting.beep_end_ms is not None
+    cut = greeting.samples[: 8 * (greeting.beep_end_ms + 1)]
+    audio = np.concatenate((cut, np.zeros(8 * 6_000, dtype=np.int16)))
+    v = classify(audio, AmdParams(mode=Mode.DETECT_MESSAGE_END))[-1]
+    assert v.answered_by is AnsweredBy.MACHINE_END_BEEP
+    assert greeting.beep_end_ms <= v.duration_ms <= greeting.beep_end_ms + 300
+    # 60 ms of zeros inside the beep is one beep, not two.
+    holed = line(silence(500), tone(1_000, 300, -12), silence(60), tone(1_000, 300, -12), silence(3_000))
+    holed[8 * 800 : 8 * 860] = 0
+    beeps = [e for e in Detector(AmdParams(mode=Mode.DETECT_MESSAGE_END)).feed(holed) if e.kind is EventKind.BEEP_END]
+    assert len(beeps) <= 1
+
+
+def test_a_425_hz_ring_after_speech_is_not_a_beep() -> None:
+    """European ringback (425 Hz, 1 s on) after an attendant; a 0.4 s tone there is a beep."""
+    hello = make_clip("attendant_ringback", 1, kind="us", noise="pink", snr_db=30.0)
+    assert hello.first_utterance_end_ms is not None
+    said = hello.samples[: 8 * (hello.first_utterance_end_ms + 600)]
+    ring = line(tone(425, 1_000, -14), silence(4_000), tone(425, 1_000, -14), silence(3_000), noise_dbfs=-60)
+    for v in classify(np.concatenate((said, ring)), AmdParams(mode=Mode.DETECT_MESSAGE_END)):
+        assert v.answered_by is not AnsweredBy.MACHINE_END_BEEP, v.cause

@@ -25,6 +25,9 @@ MIN_TONE_FRAMES = 5  # 100 ms before a frame is called tone rather than voice
 # A burst of street noise or a babbler's syllable can take the strongest peak from a beep for a
 # frame: an established tone survives one such frame if its pitch comes back.
 RUN_MISS_FRAMES = 1
+# Lost packets (zeros) inside a tone are a hole in it, up to a burst this long; longer, the line
+# itself is digital silence (silence suppression) and the tone has ended.
+DEAD_BRIDGE_FRAMES = 5
 
 BEEP_MIN_MS = 120  # a run this long is judged as a beep by the rules below...
 BEEP_PULSE_MIN_MS = 80  # ...a shorter one (a double beep's pulse) by stricter ones
@@ -74,10 +77,13 @@ V21_MIN_HOP_HZ = 80.0
 
 CPT_BAND_SHARE = 0.9  # ringback: nearly all the power in 350-550 Hz (speech: never > 120 ms)
 CPT_BAND_HZ = (350.0, 550.0)
-# Ringback in that band, whatever the country: 2 s on (US), 1 s (425 Hz, much of Europe), or a
-# double ring of two 0.4 s tones (UK). A beep there is short and single.
-CPT_RING_MS = 800
+# Ringback: 440+480 Hz 2 s on (US: longer than any beep), 400+450 Hz as a double ring of two
+# 0.4 s tones (UK), 425 Hz 1 s on (much of Europe). Where their strongest peak falls, a double
+# ring of long tones, or a 425 Hz tone as long as a ring, is call progress, not a beep.
+CPT_RING_HZ = (400.0, 470.0)
 CPT_RING_PART_MS = 300
+CPT_EU_RING_HZ = (415.0, 435.0)
+CPT_EU_RING_MS = 900
 
 SIT_BANDS = ((880.0, 1_000.0), (1_330.0, 1_450.0), (1_740.0, 1_810.0))
 SIT_SEGMENT_MS = (200, 450)
@@ -143,6 +149,7 @@ class ToneTracker:
         self._tail_frames = 0  # quieter frames since then still at the beep's pitch
         self._prev_level = 0.0
         self._prev2_level = 0.0  # the frame before that
+        self._dead_frames = 0  # digital-silence frames in a row
         self._fax_ms = 0
         self._cpt_ms = 0
         self._v21_ms = 0
@@ -170,10 +177,19 @@ class ToneTracker:
         start_ms = t_ms - FRAME_MS
         run = self._run
         if level_db <= DEAD_DB:
-            # A lost packet (zeros) inside a tone is a hole, not its end.
+            self._dead_frames += 1
             if run is not None:
-                run.end_ms = t_ms
-            return ToneObservation(tone=run is not None and run.frames >= MIN_TONE_FRAMES)
+                if self._dead_frames <= DEAD_BRIDGE_FRAMES:
+                    # A lost packet inside a tone is a hole, not its end (the run's end moves on
+                    # if the tone comes back).
+                    return ToneObservation(tone=run.frames >= MIN_TONE_FRAMES)
+                self._close_run(run)
+                self._run = None
+            if self._pending is None and not (self._loud_frames or self._tail_frames):
+                return _NOTHING
+            beep = self._track_beep(t_ms, level_db, floor_db, peak_hz, peak_frac, ceiling_db)
+            return ToneObservation(False, beep=beep, beep_pending=self._pending is not None)
+        self._dead_frames = 0
         above = level_db - floor_db
         # A very pure frame is a tone even barely over the floor (line noise stays below 0.4).
         loud = above > TONE_ABOVE_FLOOR_DB or (peak_frac >= PURE_FRAC and above > PURE_ABOVE_FLOOR_DB)
@@ -367,9 +383,9 @@ def _beep_like(run: ToneRun) -> bool:
 
 def _ringback_like(group: ToneRun, duration_ms: int) -> bool:
     """A tone group in the ringback band as long as a ring, or a double ring of long tones."""
-    if not CPT_BAND_HZ[0] <= group.hz <= CPT_BAND_HZ[1]:
-        return False
-    return duration_ms >= CPT_RING_MS or (group.parts >= 2 and group.shortest_ms >= CPT_RING_PART_MS)
+    if CPT_EU_RING_HZ[0] <= group.hz <= CPT_EU_RING_HZ[1] and duration_ms >= CPT_EU_RING_MS:
+        return True
+    return CPT_RING_HZ[0] <= group.hz <= CPT_RING_HZ[1] and group.parts >= 2 and group.shortest_ms >= CPT_RING_PART_MS
 
 
 def _near(hz: float, target: float, tol: float) -> bool:

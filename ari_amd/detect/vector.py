@@ -70,9 +70,10 @@ RUN_FROM, LAST_END, IN_SPEECH, STREAK = 62, 63, 64, 65  # _run_start (nan: None)
 LAST_TONE, RISE_AT, ORIGIN, CLOSED, HOLDING, OTHER_AT = 66, 67, 68, 69, 70, 71
 RUN_MISS, RUN_QUIET, PREV2_LEVEL = 72, 73, 74  # ToneTracker: _run.misses, _run.quiet_before, _prev2_level
 HEARD_AT = 75  # Detector: _heard_at (nan: None)
+DEAD_N = 76  # ToneTracker: _dead_frames
 # AmdParams, set once
-SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 76, 77, 78, 79, 80
-N_COLUMNS = 81
+SPEECH_THRESHOLD, SPEECH_END, SILENCE_TIMEOUT, TIMEOUT, BEEP_WAIT = 77, 78, 79, 80, 81
+N_COLUMNS = 82
 N_PARAMS = 5  # the last rows: never stored from an object
 
 STATES = (State.WAITING, State.SPEECH, State.GREETING, State.DONE)
@@ -357,7 +358,8 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     purity = s[RUN_PURITY] + (f1 + where(dual & ~single, f2, 0.0))
     new[RUN] = active
     new[RUN_START] = where(extend | keep, s[RUN_START], where(begin, t - FRAME_MS, 0.0))
-    new[RUN_END] = where(extend | (dead & run), t, where(keep, s[RUN_END], where(begin, t, 0.0)))
+    new[RUN_END] = where(extend, t, where(keep, s[RUN_END], where(begin, t, 0.0)))
+    new[DEAD_N] = where(dead, s[DEAD_N] + 1, 0.0)
     new[RUN_HZ] = where(extend | begin, p1, where(keep, s[RUN_HZ], 0.0))
     run_purity = where(extend, purity, where(begin, f1, where(keep, s[RUN_PURITY], 0.0)))
     new[RUN_PURITY] = run_purity
@@ -376,6 +378,7 @@ def _vector_step(s: np.ndarray, feats: Features8, forced: np.ndarray, want_trace
     rare = (
         forced
         | (live & run & ~extend & ~bridge & (s[RUN_FRAMES] >= T.MIN_TONE_FRAMES))  # a tone ended: beep? SIT?
+        | (dead & run & (s[DEAD_N] >= T.DEAD_BRIDGE_FRAMES))  # ...into digital silence
         | (s[PENDING] > 0) | (s[LOUD] > 0) | (s[TAIL] > 0)  # a beep waits for quiet
         | fax_found
         | (live & (cpt_ms >= CALL_PROGRESS_MS))  # ringback
@@ -586,7 +589,7 @@ def _store(det: Detector) -> list[float]:
         c[RUN_MISS], c[RUN_QUIET] = r.misses, r.quiet_before
     c[PENDING], c[LOUD], c[TAIL] = tn._pending is not None, tn._loud_frames, tn._tail_frames
     c[PREV_LEVEL], c[FAX_MS], c[CPT_MS] = tn._prev_level, tn._fax_ms, tn._cpt_ms
-    c[PREV2_LEVEL] = tn._prev2_level
+    c[PREV2_LEVEL], c[DEAD_N] = tn._prev2_level, tn._dead_frames
     c[V21_MS], c[V21_LO], c[V21_HI], c[FAX_FOUND] = tn._v21_ms, tn._v21_lo, tn._v21_hi, tn.fax_found is not None
     if m._prev is not None:
         c[PREV], (c[PREV0], c[PREV1], c[PREV2], c[PREV3]) = 1, m._prev
@@ -624,7 +627,7 @@ def _load(det: Detector, c: list[float]) -> None:
         if c[RUN] else None
     )
     tn._prev_level, tn._fax_ms, tn._cpt_ms = c[PREV_LEVEL], int(c[FAX_MS]), int(c[CPT_MS])
-    tn._prev2_level = c[PREV2_LEVEL]
+    tn._prev2_level, tn._dead_frames = c[PREV2_LEVEL], int(c[DEAD_N])
     tn._v21_ms, tn._v21_lo, tn._v21_hi = int(c[V21_MS]), c[V21_LO], c[V21_HI]
     m._prev = (c[PREV0], c[PREV1], c[PREV2], c[PREV3]) if c[PREV] else None
     m._steady, m._steady_n, m._count = int(c[STEADY]), int(c[STEADY_N]), int(c[COUNT])

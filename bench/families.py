@@ -121,7 +121,8 @@ def family_metrics(outcomes: dict[str, list[Outcome]]) -> dict[str, Any]:
     vm = [o for o in en if o.clip.truth == "machine" and o.clip.category not in NOT_VOICEMAIL]
     fax = [o for o in en if o.clip.truth == "fax"]
     sil = [o for o in en if o.clip.category == "silence"]
-    fax_lag = [o.verdict.duration_ms - (o.clip.ms("speech_onset_ms") or 0) for o in fax if o.verdict.answered_by.value == "fax"]
+    fax_lag = [o.verdict.duration_ms - (o.clip.ms("speech_onset_ms") or 0)
+               for o in fax if o.verdict.answered_by.value == "fax"]
     beep = Report(Mode.DETECT_MESSAGE_END, AmdParams(mode=Mode.DETECT_MESSAGE_END),
                   [o for o in dme if o.clip.ms("beep_end_ms") is not None]).summary()["beep"]
     hard = [o for o in dme if o.clip.category in HARD_BEEPS]
@@ -140,9 +141,10 @@ def family_metrics(outcomes: dict[str, list[Outcome]]) -> dict[str, Any]:
         "beep_p90": beep["delay_after_beep_end_ms"]["p90"],
         "before_beep": beep["verdicts_before_beep_start"] if beep["clips_with_beep"] else None,
         "ringback_beep": (sum(o.verdict.answered_by.value == "machine_end_beep" or
-                              any(v.answered_by.value == "machine_end_beep" for v in o.interim) for o in ring), len(ring)),
-        "no_beep_end": (_pct(sum(o.verdict.answered_by.value in ("machine_end_silence", "machine_end_other") for o in nobeep),
-                             len(nobeep)), len(nobeep)),
+                              any(v.answered_by.value == "machine_end_beep" for v in o.interim)
+                              for o in ring), len(ring)),
+        "no_beep_end": (_pct(sum(o.verdict.answered_by.value in ("machine_end_silence", "machine_end_other")
+                                 for o in nobeep), len(nobeep)), len(nobeep)),
         "people_p50": people["p50"],
         "people_p90": people["p90"],
     }
@@ -302,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     print(category_table(outcomes))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if args.json:
+        by_category = {f: {m: Report(Mode(m), AmdParams(mode=Mode(m)), outs).summary()["by_category"]
+                           for m, outs in by.items()} for f, by in outcomes.items()}
         args.json.write_text(json.dumps({"command": cmd, "skipped": skipped, "floors": FLOORS, "families": metrics,
-                                         "by_category": {f: {m: Report(Mode(m), AmdParams(mode=Mode(m)), outs).summary()["by_category"]
-                                                             for m, outs in by.items()} for f, by in outcomes.items()}},
-                                        indent=1, default=str) + "\n")
+                                         "by_category": by_category}, indent=1, default=str) + "\n")
     return 0
 
 

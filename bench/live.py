@@ -5,7 +5,8 @@ tapped and detected by ari-amd, against `ari-amd classify` on the WAV files.
     .venv/bin/python bench/live.py [--corpus DIR] [--clips 40] [--concurrent 30]
 
 Phase 1 places the clips one after another at a dialer's pace; phase 2 places `--concurrent`
-calls at once; phase 3 (`--in-a-row N`) places N calls back to back, `--window` in flight. Each reports verdict agreement with offline, the live minus offline duration
+calls at once; phase 3 (`--in-a-row N`) places N calls back to back, `--window` in flight. Each
+reports verdict agreement with offline, the live minus offline duration
 (ms on the audio clock: what the live path adds; SIPp starts streaming 20-60 ms after the ACK,
 which is in this figure), agreement with who really answered when labels exist, and whether
 any channel or bridge was left in Asterisk.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import statistics
@@ -80,7 +82,7 @@ async def run_phase(engine: CallEngine, clips: list[tuple[str, Path, str]], para
             await asyncio.sleep(pacing)
     peak = max(peak, engine.in_flight)
     agree, right, deltas, missing = 0, 0, [], 0
-    for (name, path, truth), call in zip(clips, calls):
+    for (_name, path, truth), call in zip(clips, calls):
         live = await call.wait_verdict(120)
         want = classify(load(path), params)[-1]
         if live is None:
@@ -90,10 +92,8 @@ async def run_phase(engine: CallEngine, clips: list[tuple[str, Path, str]], para
         right += truth_of(live.answered_by.value) == truth
         deltas.append(live.duration_ms - want.duration_ms)
     for call in calls:
-        try:
+        with contextlib.suppress(TimeoutError):
             await call.wait_ended(15)
-        except TimeoutError:
-            pass
     wall = time.monotonic() - t0
     await asyncio.sleep(0.5)
     ours = {c.id for c in calls}

@@ -27,6 +27,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ari_amd.audio import load
 
@@ -37,7 +38,8 @@ def _frames(x: np.ndarray, n: int, hop: int) -> np.ndarray:
     m = 1 + (len(x) - n) // hop
     if m <= 0:
         return np.zeros((0, n))
-    return x[np.arange(n)[None, :] + hop * np.arange(m)[:, None]]
+    frames: NDArray[np.float64] = x[np.arange(n)[None, :] + hop * np.arange(m)[:, None]]
+    return frames
 
 
 def speech_stats(x: np.ndarray) -> dict[str, float]:
@@ -63,7 +65,8 @@ def speech_stats(x: np.ndarray) -> dict[str, float]:
     out["flatness"] = float(np.median((np.exp(np.log(P[:, b]).mean(axis=1)) / P[:, b].mean(axis=1))[loud]))
     out["centroid_hz"] = float(np.median(((P[:, b] * fq[b]).sum(axis=1) / P[:, b].sum(axis=1))[loud]))
     lt = P[loud].mean(axis=0)
-    out["ltas_hi_db"] = float(10 * np.log10(lt[(fq >= 2_750) & (fq <= 3_400)].sum() / lt[(fq >= 250) & (fq < 750)].sum()))
+    out["ltas_hi_db"] = float(10 * np.log10(lt[(fq >= 2_750) & (fq <= 3_400)].sum()
+                                            / lt[(fq >= 250) & (fq < 750)].sum()))
 
     f20 = _frames(x, 160, 160)
     S = np.abs(np.fft.rfft(f20 * np.hanning(160), 256, axis=1)) ** 2
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for rs in results.values():
             v = np.array([r[k] for r in rs if k in r])
-            cells.append(f"{np.median(v):.3g} [{np.percentile(v, 10):.3g}-{np.percentile(v, 90):.3g}]" if len(v) else "-")
+            cells.append(f"{np.median(v):.3g} [{np.percentile(v, 10):.3g}-{np.percentile(v, 90):.3g}]"
+                         if len(v) else "-")
         print(f"{k:16}" + "".join(f"{c:>26}" for c in cells))
     return 0
 

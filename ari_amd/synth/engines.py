@@ -5,7 +5,7 @@ not, ``missing()`` names the Debian package that would make it.
 | engine | Debian packages | voices |
 | --- | --- | --- |
 | espeak-ng | espeak-ng | every English voice (``espeak-ng --voices=en``) x every variant (+f3, +klatt...) |
-| mbrola | mbrola, mbrola-us1, mbrola-us2, mbrola-us3, mbrola-en1 (contrib/non-free) | spoken through espeak-ng (mb-us1...) |
+| mbrola | mbrola, mbrola-us1, mbrola-us2, mbrola-us3, mbrola-en1 (contrib/non-free) | via espeak-ng (mb-us1...) |
 | flite | flite | ``flite -lv`` (kal, kal16, awb, rms, slt) |
 | festival | festival, festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts... | /usr/share/festival/voices/*/* |
 | asterisk prompts | asterisk-core-sounds-en-wav (Allison Smith) | re-pitched with sox |
@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,7 +138,8 @@ def mbrola_voices() -> list[str]:
     """MBROLA English voices espeak-ng can drive here (the binary and the voice data)."""
     if shutil.which("mbrola") is None or shutil.which("espeak-ng") is None:
         return []
-    return [f"mb-{v}" for v in MBROLA_VOICES if any(Path(d, v, v).is_file() for d in ("/usr/share/mbrola", "/usr/share/mbrola/voices"))]
+    dirs = ("/usr/share/mbrola", "/usr/share/mbrola/voices")
+    return [f"mb-{v}" for v in MBROLA_VOICES if any(Path(d, v, v).is_file() for d in dirs)]
 
 
 @cache
@@ -214,13 +215,14 @@ ENGINE_PACKAGES = {
 def available(engine: str) -> bool:
     if shutil.which(SOX) is None:
         return False
-    return bool({
+    voices: dict[str, Callable[[], object]] = {
         "espeak-ng": espeak_voices,
         "mbrola": mbrola_voices,
         "flite": flite_voices,
         "festival": festival_voices,
         "prompts": prompts_dir,
-    }[engine]())
+    }
+    return bool(voices[engine]())
 
 
 def missing(engine: str) -> str:
@@ -235,7 +237,7 @@ def random_voice(engine: str, rng: np.random.Generator) -> ExternalVoice:
         variants = espeak_variants()
         if variants and rng.random() < 0.8:
             v += "+" + str(rng.choice(variants))
-        opts = ("-s", str(int(rng.integers(140, 190))), "-p", str(int(rng.integers(25, 75))))
+        opts: tuple[str, ...] = ("-s", str(int(rng.integers(140, 190))), "-p", str(int(rng.integers(25, 75))))
         return ExternalVoice(f"espeak-ng:{v}", engine, v, 0, opts)
     if engine == "mbrola":
         v = str(rng.choice(mbrola_voices()))

@@ -186,9 +186,11 @@ _ALL_BEEPS = BEEP_KINDS + EXTRA_BEEP_KINDS
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     # --- tune ---------------------------------------------------------------------------------
-    Family("noise_new", "noise kinds the dev corpus lacks: six-talker babble, crackle, swelling street, room music, 5-25 dB SNR",
+    Family("noise_new", "noise kinds the dev corpus lacks: six-talker babble, crackle, swelling street, room music, "
+           "5-25 dB SNR",
            _cats(DEV_CATEGORIES), line=_noise(("babble6", "crackle", "street_swell", "room_music"), 5, 25)),
-    Family("hot_clipped", "hot lines: speech driven until 2-3% of its samples sit at full scale (fax tones at -3 dBFS, clipped)",
+    Family("hot_clipped", "hot lines: speech driven until 2-3% of its samples sit at full scale "
+           "(fax tones at -3 dBFS, clipped)",
            {**_cats(SPEECH_CATEGORIES), **_cats(BEEP_CATEGORIES, _beep_under(0, 12)),  # the line drives the beep too
             "fax": Recipe("fax", lambda rng: {"tone_dbfs": float(rng.uniform(-4, -2)), "hot": True})},
            line=lambda rng: {"full_scale_pct": float(rng.uniform(2.0, 3.0)), "clip_pct": 0.0}),
@@ -201,10 +203,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            _cats(BEEP_CATEGORIES, _with(_beep_under(0, 30), beep_kind=lambda rng: str(rng.choice(_ALL_BEEPS)),
                                         beep_dur_s=_uniform(0.1, 2.0), gap_s=_uniform(0.2, 8.0)))),
     Family("tts_espeak", "every English espeak-ng voice and variant", _cats(SPEECH_CATEGORIES), engine="espeak-ng"),
-    Family("tts_flite", "flite's voices (kal, kal16, awb, rms, slt), re-pitched +-2 semitones", _cats(SPEECH_CATEGORIES),
-           engine="flite"),
-    Family("field_babble", "field failures: speech in six-talker babble at -18 dBFS, 'One moment, please.' (2 s) in babble, "
-           "hold music under babble",
+    Family("tts_flite", "flite's voices (kal, kal16, awb, rms, slt), re-pitched +-2 semitones",
+           _cats(SPEECH_CATEGORIES), engine="flite"),
+    Family("field_babble", "field failures: speech in six-talker babble at -18 dBFS, 'One moment, please.' (2 s) "
+           "in babble, hold music under babble",
            {"human_residential": Recipe("human_residential", _babble_at(-18.0)),
             "human_one_moment": Recipe("human_residential", _with(_babble_at(-18.0), text="One moment, please.",
                                                                    length_s=(1.8, 2.2), second_hello=False)),
@@ -212,15 +214,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             "machine_personal": Recipe("machine_personal", _babble_at(-18.0)),
             "machine_carrier": Recipe("machine_carrier", _babble_at(-18.0)),
             "machine_no_beep": Recipe("machine_no_beep", _with(_babble_at(-18.0), end="music"))}),
-    Family("field_people", "field failures: first words >= 1 s, 'Hello? ... Hello?' 1.3-2.5 s apart, long personal hellos "
-           "(2.5-4 s), an attendant then ringback",
-           {"human_slow_start": Recipe("human_residential", lambda rng: {"text": texts.HELLO_SLOW, "length_s": (1.0, 2.3),
-                                                                         "second_hello": False}),
-            "human_hello_hello": Recipe("human_residential", lambda rng: {"text": ["Hello?", "Hello.", "Yeah, hello?"],
-                                                                          "second_hello": True,
-                                                                          "second_gap_s": float(rng.uniform(1.3, 2.5))}),
-            "human_long_hello": Recipe("human_residential", lambda rng: {"text": texts.HELLO_PERSONAL_LONG,
-                                                                         "length_s": (2.5, 4.0), "second_hello": False}),
+    Family("field_people", "field failures: first words >= 1 s, 'Hello? ... Hello?' 1.3-2.5 s apart, "
+           "long personal hellos (2.5-4 s), an attendant then ringback",
+           {"human_slow_start": Recipe("human_residential",
+                                       lambda rng: {"text": texts.HELLO_SLOW, "length_s": (1.0, 2.3),
+                                                    "second_hello": False}),
+            "human_hello_hello": Recipe("human_residential",
+                                        lambda rng: {"text": ["Hello?", "Hello.", "Yeah, hello?"], "second_hello": True,
+                                                     "second_gap_s": float(rng.uniform(1.3, 2.5))}),
+            "human_long_hello": Recipe("human_residential",
+                                       lambda rng: {"text": texts.HELLO_PERSONAL_LONG, "length_s": (2.5, 4.0),
+                                                    "second_hello": False}),
             "attendant_ringback": Recipe("attendant_ringback")}),
     # --- report (held out) --------------------------------------------------------------------
     Family("quiet_line", "quiet lines: speech (and fax tones) at -35 dBFS, 15-35 dB SNR",
@@ -235,15 +239,21 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("beep_hard", "beeps 2-8 s after the greeting, beeps 20-30 dB under it, carrier messages that read a number",
            {"machine_beep_late": Recipe("machine_personal", lambda rng: {"gap_s": float(rng.uniform(2.0, 8.0))}),
             "machine_beep_quiet": Recipe("machine_personal", _beep_under(20, 30)),
-            "machine_carrier_digits": Recipe("machine_carrier", lambda rng: {"text": [t for t in texts.CARRIER_CORE if "{digits}" in t]})}),
+            "machine_carrier_digits": Recipe("machine_carrier",
+                                             lambda rng: {"text": [t for t in texts.CARRIER_CORE
+                                                                   if "{digits}" in t]})}),
     Family("field_beeps", "field failures: quiet beeps in broadband or street noise, double and decaying beeps, "
            "hold music then a beep",
-           {"machine_beep_in_noise": Recipe("machine_personal", _with(_beep_under(12, 22), noise=lambda rng: str(rng.choice(
-               ["white", "pink", "street_steps", "street_swell"])), snr_db=_uniform(8, 18))),
-            "machine_beep_double_decay": Recipe("machine_personal", lambda rng: {"beep_kind": str(rng.choice(["double", "decaying"]))}),
+           {"machine_beep_in_noise": Recipe("machine_personal", _with(
+               _beep_under(12, 22),
+               noise=lambda rng: str(rng.choice(["white", "pink", "street_steps", "street_swell"])),
+               snr_db=_uniform(8, 18))),
+            "machine_beep_double_decay": Recipe("machine_personal",
+                                                lambda rng: {"beep_kind": str(rng.choice(["double", "decaying"]))}),
             "machine_hold_beep": Recipe("machine_hold_beep")}),
     Family("tempo", "speech 0.7-0.85x or 1.2-1.45x its fitted pace", _cats(SPEECH_CATEGORIES),
-           line=lambda rng: {"tempo_scale": float(rng.uniform(0.7, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.45))}),
+           line=lambda rng: {"tempo_scale": float(rng.uniform(0.7, 0.85) if rng.random() < 0.5
+                                                  else rng.uniform(1.2, 1.45))}),
     Family("tts_mbrola", "MBROLA's English voices (us1, us2, us3, en1) through espeak-ng", _cats(SPEECH_CATEGORIES),
            engine="mbrola"),
     Family("tts_festival", "festival's English voices", _cats(SPEECH_CATEGORIES), engine="festival"),
@@ -346,5 +356,6 @@ def write_labels(folder: Path, rows: list[dict[str, str]]) -> None:
 
 __all__ = [
     "Family", "Recipe", "FAMILIES", "TUNE_FAMILIES", "REPORT_FAMILIES", "SPLITS", "FAMILY_COLUMNS",
-    "select", "as_written", "write_family", "write_labels", "write_meta", "is_made", "plan", "family_rng", "meta", "Written",
+    "select", "as_written", "write_family", "write_labels", "write_meta", "is_made", "plan", "family_rng", "meta",
+    "Written",
 ]

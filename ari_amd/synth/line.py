@@ -7,8 +7,10 @@ All functions work on float64/float32 arrays at 8 kHz with full scale = 1.0, exc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ari_amd.detect.g711 import ALAW_TO_LINEAR, decode_ulaw, encode_ulaw
 
@@ -63,7 +65,7 @@ def frame_db(x: np.ndarray, frame: int = 80) -> np.ndarray:
     n = len(x) // frame
     if n == 0:
         return np.zeros(0)
-    p = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
+    p: NDArray[np.float64] = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
     return 10 * np.log10(p + 1e-20)
 
 
@@ -254,7 +256,7 @@ class LineConfig:
     full_scale_pct: float = 0.0  # a hot line: drive speech until this % of its samples hit full scale
 
     @classmethod
-    def random(cls, rng: np.random.Generator, duration_ms: int, **overrides) -> LineConfig:
+    def random(cls, rng: np.random.Generator, duration_ms: int, **overrides: Any) -> LineConfig:
         hot = bool(rng.random() < 2 / 27)
         cfg = cls(
             noise=str(rng.choice(NOISE_KINDS)),

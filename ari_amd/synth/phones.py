@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Phone:
     place: str = ""  # lab, alv, vel (stops, nasals)
 
 
-def _p(*args, **kw) -> Phone:
+def _p(*args: Any, **kw: Any) -> Phone:
     return Phone(*args, **kw)
 
 
@@ -379,7 +380,10 @@ for _line in _LEXICON_TEXT.strip().splitlines():
 
 # Function words: said quickly and without a pitch accent.
 FUNCTION_WORDS = frozenset(
-    ["a", "an", "the", "to", "of", "for", "and", "or", "at", "in", "on", "is", "are", "was", "be", "been", "it", "its", "i", "im", "ill", "you", "your", "youve", "youre", "we", "were", "me", "my", "us", "our", "this", "that", "with", "as", "but", "so", "can", "has", "have", "will", "may", "do", "from", "by", "no", "she", "they", "would", "should", "did"]
+    ["a", "an", "the", "to", "of", "for", "and", "or", "at", "in", "on", "is", "are", "was", "be", "been", "it", "its",
+     "i", "im", "ill", "you", "your", "youve", "youre", "we", "were", "me", "my", "us", "our", "this", "that", "with",
+     "as", "but", "so", "can", "has", "have", "will", "may", "do", "from", "by", "no", "she", "they", "would",
+     "should", "did"]
 )
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -29,6 +29,7 @@ from ari_amd.synth.engines import ExternalVoice, stretch
 from ari_amd.synth.line import (
     SR,
     LineConfig,
+    LineResult,
     activity,
     bandpass,
     db,
@@ -141,7 +142,9 @@ class _Timeline:
         self.tempos: list[float] = []
 
     # speech -----------------------------------------------------------------------------
-    def utterance(self, text_options: list[str] | str | Callable[[np.random.Generator], str], lo_s: float, hi_s: float) -> tuple[np.ndarray, str, int, int]:
+    def utterance(
+        self, text_options: list[str] | str | Callable[[np.random.Generator], str], lo_s: float, hi_s: float
+    ) -> tuple[np.ndarray, str, int, int]:
         """Render one utterance whose sounding length falls in [lo_s, hi_s] (tempo 0.75-1.3x,
         else another text). -> (samples, text, first, last sounding sample)."""
         if callable(text_options):
@@ -181,12 +184,14 @@ class _Timeline:
             self.tempos.append(tempo)
         return y, text, first, last
 
-    def _external(self, draw: Callable[[np.random.Generator], str], lo_s: float, hi_s: float) -> tuple[np.ndarray, str, int, int]:
+    def _external(
+        self, draw: Callable[[np.random.Generator], str], lo_s: float, hi_s: float
+    ) -> tuple[np.ndarray, str, int, int]:
         """The same length fitting for a TTS engine or recorded prompts: say it, measure it,
         time-stretch with sox (0.75-1.3x), else try another text (a few times: engines are slow)."""
         assert isinstance(self.voice, ExternalVoice)
         best = None
-        for attempt in range(4):
+        for _attempt in range(4):
             text = draw(self.rng)
             if "{digits}" in text:
                 text = text.format(digits=texts.digits(self.rng))
@@ -290,7 +295,7 @@ def _line(rng: np.random.Generator, opts: _Opts, duration_ms: int) -> LineConfig
     return cfg
 
 
-def _line_notes(cfg: LineConfig, res, with_level: bool = True) -> list[str]:
+def _line_notes(cfg: LineConfig, res: LineResult, with_level: bool = True) -> list[str]:
     notes = [f"noise {cfg.noise}" if cfg.noise else "no line noise"]
     if cfg.noise and cfg.noise_dbfs is not None:
         notes[0] += f" at {cfg.noise_dbfs + res.gain_db:.0f} dBFS"
@@ -363,7 +368,8 @@ def _finish(
 
 
 def _voice(rng: np.random.Generator, opts: _Opts) -> Voice:
-    return opts.get("voice", lambda: Voice.random(rng))
+    voice: Voice = opts.get("voice", lambda: Voice.random(rng))
+    return voice
 
 
 def _timeline(rng: np.random.Generator, opts: _Opts) -> _Timeline:
@@ -439,7 +445,7 @@ def _beep(rng: np.random.Generator, opts: _Opts) -> Beep:
 
 
 def _greeting_then_beep(
-    rng: np.random.Generator, overrides: dict, category: str, texts_: Any, lo: float, hi: float
+    rng: np.random.Generator, overrides: dict[str, Any], category: str, texts_: Any, lo: float, hi: float
 ) -> Clip:
     opts = _Opts(category, overrides, ("text", "gap_s", "after_s") + _BEEP_KEYS)
     tl = _timeline(rng, opts)
@@ -576,7 +582,8 @@ def fax(rng: np.random.Generator, **overrides: Any) -> Clip:
         bursts += 1
         pos += _s(rng.uniform(2.8, 3.2))
     clip = _finish(tl, n, opts, category="fax", truth="fax", enable="fax", dme="fax",
-                   lead_notes=[f"fax {variant} {hz:.0f} Hz {len(ans) / SR:.2f} s, then {bursts} V.21 flag/frame bursts"],
+                   lead_notes=[f"fax {variant} {hz:.0f} Hz {len(ans) / SR:.2f} s, "
+                               f"then {bursts} V.21 flag/frame bursts"],
                    voice=False, ref_dbfs=tone_db, speech_times=False)
     clip.speech_onset_ms = _ms(lead)
     clip.first_utterance_end_ms = _ms(end)
@@ -588,7 +595,8 @@ def silence(rng: np.random.Generator, **overrides: Any) -> Clip:
     Own overrides: ``digital`` (bool), ``duration_s``, ``noise_dbfs``."""
     opts = _Opts("silence", overrides, ("digital", "duration_s", "noise_dbfs"))
     n = _s(opts.get("duration_s", lambda: rng.uniform(4, 35)))
-    digital = opts.get("digital", lambda: (opts.o.get("noise", "") is None) or ("noise" not in opts.o and rng.random() < 5 / 27))
+    digital = opts.get("digital",
+                       lambda: (opts.o.get("noise", "") is None) or ("noise" not in opts.o and rng.random() < 5 / 27))
     if digital:
         samples = np.zeros(n, dtype=np.int16)
         return Clip(samples, "silence", "nobody", "unknown", "unknown", notes="dead air (digital silence)")

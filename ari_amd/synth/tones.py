@@ -46,7 +46,9 @@ def tone(hz: float | list[float], dur_s: float, amps: list[float] | None = None,
     """Sum of sines (``hz`` may be several); ``glide_to`` sweeps the first linearly."""
     n = int(round(dur_s * SR))
     t = np.arange(n) / SR
-    freqs = [hz] if np.isscalar(hz) else list(hz)  # type: ignore[list-item]
+    # numpy's stubs make np.isscalar a TypeGuard, not a TypeIs: hz is a float in the first branch and a
+    # list in the second, which mypy cannot see
+    freqs: list[float] = [hz] if np.isscalar(hz) else list(hz)  # type: ignore[list-item, arg-type]
     amps = amps or [1.0] * len(freqs)
     out = np.zeros(n)
     for i, (f, a) in enumerate(zip(freqs, amps)):
@@ -299,7 +301,7 @@ def music(rng: np.random.Generator, dur_s: float) -> np.ndarray:
     while pos < dur_s:
         deg = prog[ci % len(prog)]
         a = int(pos * SR)
-        for j, step in enumerate((0, 2, 4)):
+        for _j, step in enumerate((0, 2, 4)):
             _mix_in(out, _note(scale_hz(deg + step), chord_s, timbre, rng) * 0.35, a)
         _mix_in(out, _note(scale_hz(deg, -1), chord_s, "pad", rng) * 0.5, a)
         mpos = pos

@@ -73,8 +73,8 @@ def gsm_like(pcm: np.ndarray) -> np.ndarray:
         y[s : s + 2 * FRAME] += y_frames[k]
     y = bandpass(y[FRAME : FRAME + n], 200, 3_400)
     # the envelope above is a power per band: match the input's loudness frame by frame
-    return np.clip(np.round(y * (np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(y**2)) + 1e-12)) * 32768),
-                   -32768, 32767).astype(np.int16)
+    gain: float = np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(y**2)) + 1e-12)
+    return np.clip(np.round(y * gain * 32768), -32768, 32767).astype(np.int16)
 
 
 def band_limit(pcm: np.ndarray, lo: float, hi: float) -> np.ndarray:

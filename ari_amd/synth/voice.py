@@ -22,9 +22,12 @@ Everything is deterministic from the ``numpy.random.Generator`` passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ari_amd.synth.phones import PHONES, VOWELS, parse
 
@@ -110,7 +113,7 @@ class Plan:
     tempo: float = 1.0
     lead: float = 0.0  # silence kept before the first sound
     creaky_end: bool = False
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -240,7 +243,8 @@ def plan_speech(text: str, voice: Voice, rng: np.random.Generator, tempo: float 
     return Plan(text, segs, n_syl, tempo, creaky_end=bool(creaky))
 
 
-def _consonant(c, onset, stress, cluster, last_syl, rate, rng, ftarget) -> list[Seg]:
+def _consonant(c: str, onset: bool, stress: int, cluster: bool, last_syl: bool, rate: float, rng: np.random.Generator,
+               ftarget: Callable[[str], tuple[float, float, float]]) -> list[Seg]:
     p = PHONES[c]
     k = 1.0
     if cluster:
@@ -259,7 +263,8 @@ def _consonant(c, onset, stress, cluster, last_syl, rate, rng, ftarget) -> list[
         if released:
             out.append(Seg("burst", c, float(rng.uniform(0.006, 0.014)), f, noise=p.noise, an_db=p.an_db))
             if not p.voiced:
-                asp = (rng.uniform(0.035, 0.065) if (onset and stress > 0 and not cluster) else rng.uniform(0.01, 0.025))
+                asp = (rng.uniform(0.035, 0.065) if (onset and stress > 0 and not cluster)
+                       else rng.uniform(0.01, 0.025))
                 out.append(Seg("asp", c, float(asp) / rate, f, noise="asp", an_db=p.an_db - 4))
         return out
     if p.kind == "affr":
@@ -326,9 +331,9 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def _noise_shapes(freqs: np.ndarray, scale: float) -> dict[str, np.ndarray]:
-    f = np.maximum(freqs, 1.0)
+    f: NDArray[np.float64] = np.maximum(freqs, 1.0)
 
-    def bump(center, width, floor_db):
+    def bump(center: float, width: float, floor_db: float) -> NDArray[np.float64]:
         db = -0.5 * ((f - center * scale) / (width * scale)) ** 2 * 8.686
         return 10 ** (np.maximum(db, floor_db) / 20)
 
@@ -351,7 +356,8 @@ def _formant_mag(freqs: np.ndarray, F: np.ndarray, B: np.ndarray) -> np.ndarray:
     Fk = F[:, None, :].astype(np.float32)
     Bk = B[:, None, :].astype(np.float32)
     den = (1 - (f / Fk) ** 2) ** 2 + (f * Bk / Fk**2) ** 2
-    return 1.0 / np.sqrt(np.prod(den, axis=2))
+    prod: NDArray[np.float32] = np.prod(den, axis=2)
+    return 1.0 / np.sqrt(prod)
 
 
 def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
@@ -425,7 +431,8 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
                 x = np.linspace(0, 1, i1 - i0)
                 # a syllable's energy peaks early and decays: fast rise, slower fall
                 pk = float(rng.uniform(0.15, 0.35))
-                lvl += -8.0 * (1 - np.minimum(1, x / pk)) ** 2 - float(rng.uniform(3, 7)) * np.maximum(0, (x - pk) / (1 - pk)) ** 1.6
+                lvl += (-8.0 * (1 - np.minimum(1, x / pk)) ** 2
+                        - float(rng.uniform(3, 7)) * np.maximum(0, (x - pk) / (1 - pk)) ** 1.6)
                 if s.boundary:
                     lvl += -10.0 * np.maximum(0, (x - 0.45) / 0.55) ** 1.5
                 lvl += 1.0 * (s.stress == 1)
@@ -448,7 +455,7 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
 
     # ---- pitch (semitones re voice.f0)
     st = np.zeros(nc)
-    for pidx, (p0, p1) in phrase_bounds.items():
+    for _pidx, (p0, p1) in phrase_bounds.items():
         m = (tc >= p0) & (tc < p1)
         if not m.any():
             continue
@@ -543,7 +550,8 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator) -> np.ndarray:
         e = np.sum(np.abs(Hs[:, inband]) ** 2, axis=1)
         h *= (ap / np.sqrt(e + 1e-30))[:, None]
         ix = (i0[:, None] + np.arange(IR_LEN)[None, :]).ravel()
-        voiced = np.bincount(ix, weights=h.ravel(), minlength=n16)[:n16]
+        # numpy's stubs give bincount an intp result even with weights (it is float64 then)
+        voiced = np.bincount(ix, weights=h.ravel(), minlength=n16)[:n16]  # type: ignore[assignment]
         # reference level: loud voiced stretches -> unit RMS
         loud = np.interp(np.arange(n16) / SR, tc, av_lin) > 0.5
         ref = np.sqrt(np.mean(voiced[loud] ** 2)) if loud.sum() > 160 else np.sqrt(np.mean(voiced**2) + 1e-20)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 SR = 8_000
-SOX = "sox"
+SOX = "sox"  # always with -R: no dither, so a family is the same bytes from the same seed
 LAB_ROOT_DEFAULT = "/var/lib/ari-amd/lab-root"  # scripts/lab's default; ARI_AMD_LAB_ROOT overrides
 PROMPTS_SUBDIR = "usr/share/asterisk/sounds/en_US_f_Allison"
 MBROLA_VOICES = ("us1", "us2", "us3", "en1")
@@ -55,7 +55,7 @@ def sox_to_8k(path_or_bytes: str | bytes, effects: Sequence[str] = ()) -> np.nda
     """A WAV file (path) or WAV bytes -> float64 mono at 8 kHz, through sox ``effects``."""
     src = ["-"] if isinstance(path_or_bytes, bytes) else [str(path_or_bytes)]
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else None
-    out = _run([SOX, "-V1", *src, *_RAW, "-", *effects], data)
+    out = _run([SOX, "-R", "-V1", *src, *_RAW, "-", *effects], data)
     return np.frombuffer(out, dtype=np.int16).astype(np.float64) / 32768
 
 
@@ -64,7 +64,7 @@ def stretch(x: np.ndarray, tempo: float) -> np.ndarray:
     if abs(tempo - 1.0) < 0.005 or len(x) == 0:
         return x
     pcm = np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16).tobytes()
-    out = _run([SOX, "-V1", *_RAW, "-", *_RAW, "-", "tempo", "-s", f"{tempo:.4f}"], pcm)
+    out = _run([SOX, "-R", "-V1", *_RAW, "-", *_RAW, "-", "tempo", "-s", f"{tempo:.4f}"], pcm)
     return np.frombuffer(out, dtype=np.int16).astype(np.float64) / 32768
 
 
@@ -195,7 +195,7 @@ def _prompts(folder: str, script: str, effects: Sequence[str]) -> np.ndarray:
     x = np.concatenate(parts) if parts else np.zeros(0)
     if effects:
         pcm = np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16).tobytes()
-        x = np.frombuffer(_run([SOX, "-V1", *_RAW, "-", *_RAW, "-", *effects], pcm), dtype=np.int16) / 32768
+        x = np.frombuffer(_run([SOX, "-R", "-V1", *_RAW, "-", *_RAW, "-", *effects], pcm), dtype=np.int16) / 32768
     return np.asarray(x, dtype=np.float64)
 
 

@@ -140,8 +140,8 @@ def test_bad_sample_rate_is_refused() -> None:
 def test_ringback_after_an_attendant_is_never_a_beep() -> None:
     """ "Please hold while I connect you", then the ring: US (2 s on) or UK (0.4/0.2/0.4 s)."""
     for kind in ("us", "uk"):
-        for seed in range(6):
-            c = make_clip("attendant_ringback", seed, kind=kind, noise="pink", snr_db=float(10 + 4 * seed))
+        for seed in range(12):
+            c = make_clip("attendant_ringback", seed, kind=kind, noise="pink", snr_db=float(10 + 2 * seed))
             for mode in Mode:
                 for v in classify(c.samples, AmdParams(mode=mode)):
                     assert v.answered_by is not AnsweredBy.MACHINE_END_BEEP, (kind, seed, v.cause)

@@ -82,6 +82,7 @@ CPT_BAND_HZ = (350.0, 550.0)
 # ring of long tones, or a 425 Hz tone as long as a ring, is call progress, not a beep.
 CPT_RING_HZ = (400.0, 470.0)
 CPT_RING_PART_MS = 300
+CPT_RING_GAP_MS = 320  # after a tone that may be the first of a double ring, wait this long for the second
 CPT_EU_RING_HZ = (415.0, 435.0)
 CPT_EU_RING_MS = 900
 
@@ -279,10 +280,10 @@ class ToneTracker:
         self._sit_changed = True
         pending = self._pending
         if not _beep_like(run):
-            if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
+            if pending is not None and run.start_ms - pending.end_ms <= _merge_gap(pending):
                 self._pending = None  # another, unbeeplike tone straight after: music
             return
-        if pending is not None and run.start_ms - pending.end_ms <= BEEP_MERGE_GAP_MS:
+        if pending is not None and run.start_ms - pending.end_ms <= _merge_gap(pending):
             pending.purity = (pending.purity * pending.frames + run.purity * run.frames) / (pending.frames + run.frames)
             pending.end_ms = run.end_ms
             pending.end_hz = run.hz
@@ -324,7 +325,7 @@ class ToneTracker:
                 # (the machine starts recording after a beep: what follows is the line).
                 self._pending = None
             return None
-        if t_ms - pending.end_ms < BEEP_MERGE_GAP_MS:
+        if t_ms - pending.end_ms < _merge_gap(pending):
             return None
         self._pending = None
         duration = pending.end_ms - pending.start_ms
@@ -379,6 +380,13 @@ def _beep_like(run: ToneRun) -> bool:
         and run.spread_db <= BEEP_PULSE_SPREAD_DB
         and pitch_range <= BEEP_PULSE_PITCH_RANGE_HZ
     )
+
+
+def _merge_gap(group: ToneRun) -> int:
+    """How long a silence still joins the next tone to this group: longer after what may be
+    the first tone of a UK double ring (its gap is 0.2 s), so the pair is judged together."""
+    ring_part = CPT_RING_HZ[0] <= group.hz <= CPT_RING_HZ[1] and group.end_ms - group.start_ms >= CPT_RING_PART_MS
+    return CPT_RING_GAP_MS if ring_part else BEEP_MERGE_GAP_MS
 
 
 def _ringback_like(group: ToneRun, duration_ms: int) -> bool:

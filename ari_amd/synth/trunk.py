@@ -34,7 +34,9 @@ def gsm_round_trip(pcm: np.ndarray) -> tuple[np.ndarray, str]:
     x = np.asarray(pcm, dtype=np.int16)
     if sox_has_gsm():
         raw = ["-t", "raw", "-r", str(SR), "-e", "signed", "-b", "16", "-c", "1"]
-        enc = subprocess.run([SOX, "-R", *raw, "-", "-t", "gsm", "-"], input=x.tobytes(), capture_output=True, check=True)
+        enc = subprocess.run(
+            [SOX, "-R", *raw, "-", "-t", "gsm", "-"], input=x.tobytes(), capture_output=True, check=True
+        )
         dec = subprocess.run([SOX, "-R", "-t", "gsm", "-r", str(SR), "-", *raw, "-"], input=enc.stdout,
                              capture_output=True, check=True)
         y = np.frombuffer(dec.stdout, dtype=np.int16)

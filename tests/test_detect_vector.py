@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ari_amd.detect import AmdParams, Mode
 from ari_amd.detect import vector as V
-from ari_amd.detect.detector import Detector, classify
+from ari_amd.detect.detector import COLUMNS, Detector, classify
 from ari_amd.detect.features import FRAME, analyze
 from ari_amd.detect.g711 import decode_ulaw, encode_ulaw
 from ari_amd.detect.verdict import AmdEvent
@@ -38,15 +38,19 @@ def rows_of(samples: np.ndarray) -> np.ndarray:
     return np.stack([getattr(feats, name).astype(np.float64) for name in FEATURES], axis=1)
 
 
+ONSETS = COLUMNS.index["music.onsets"]
+
+
 def assert_same_state(vec: V.VectorDecider, slot: int, ref: Detector, where: str) -> None:
-    want = V._store(ref)
+    want = COLUMNS.store(ref)
     got = vec.column(slot)
-    for col in range(V.N_COLUMNS - V.N_PARAMS):  # the params rows are the vector's own
+    for col in range(COLUMNS.n):
         a, b = want[col], got[col]
-        if col == V.ONSETS:
+        if col == ONSETS:
             assert b >= a, where  # the vector pass only counts them; the scalar step prunes
         else:
-            assert a == b or (math.isnan(a) and math.isnan(b)), f"column {col} at {where}: scalar {a}, vector {b}"
+            name = COLUMNS.names[col]
+            assert a == b or (math.isnan(a) and math.isnan(b)), f"column {name} at {where}: scalar {a}, vector {b}"
 
 
 def lockstep(calls: list[tuple[AmdParams, np.ndarray]], min_rows: int = 1, check_state: bool = True) -> V.VectorDecider:

@@ -1,12 +1,23 @@
-"""The streaming detector: feed samples of any length, get events at the frame they happen."""
+"""The streaming detector: feed samples of any length, get events at the frame they happen.
+
+`Detector.step_features` is one call's decision step over its trackers; `step_arrays` the same
+composition over many calls' columns (`COLUMNS`, derived from each tracker's declared state) for
+ari_amd.detect.vector, each tracker's array step beside its scalar one in its own module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
+from ari_amd.detect import machine as _machine
+from ari_amd.detect import music as _music
+from ari_amd.detect import tones as _tones
+from ari_amd.detect import vad as _vad
+from ari_amd.detect.columns import INT, OPT_INT, Declaration, Field, Layout
 from ari_amd.detect.features import DEAD_DB, FRAME, FRAME_MS, SAMPLE_RATE, analyze
 from ari_amd.detect.machine import CALL_PROGRESS_MS, AmdStateMachine, State
 from ari_amd.detect.music import MusicTracker
@@ -38,6 +49,16 @@ class Detector:
     Features are computed for all whole frames of a chunk at once; the per-frame
     decisions that follow are cheap scalar work.
     """
+
+    # The detector's own part of the columns (its trackers declare theirs).
+    STATE: tuple[Declaration, ...] = (
+        Field("frames_done", INT, "_frames_done"),
+        Field("heard_at", OPT_INT, "_heard_at"),
+    )
+    # Not per-frame state (the trackers' is theirs to declare), or the feed() path's only.
+    OBJECT_ONLY: frozenset[str] = frozenset(
+        {"params", "_decimator", "_pending", "vad", "tones", "music", "machine", "trace"}
+    )
 
     def __init__(self, params: AmdParams | None = None, sample_rate: int = SAMPLE_RATE) -> None:
         self.params = params or AmdParams()
@@ -145,6 +166,83 @@ class Detector:
 
     def finish(self, cause: str = "end_of_audio") -> list[AmdEvent]:
         return self.machine.finish(self.time_ms, cause)
+
+
+# Every call's state as a column: the detector's, then each tracker's block.
+COLUMNS = Layout((
+    ("", Detector.STATE),
+    ("vad", VoiceActivity.STATE),
+    ("tones", ToneTracker.STATE),
+    ("music", MusicTracker.STATE),
+    ("machine", AmdStateMachine.STATE),
+))
+_FRAMES, _HEARD_AT, _FLOOR, _CEILING, _NOTES = (
+    COLUMNS.index[name] for name in ("frames_done", "heard_at", "vad.floor_db", "vad.ceiling_db", "music.notes")
+)
+_VAD, _TONES, _MUSIC, _MACHINE = (COLUMNS.blocks[part] for part in ("vad", "tones", "music", "machine"))
+
+
+class ArrayTrace(NamedTuple):
+    """TraceRow's fields, a list each with a value per row (music is never heard in an array step's row)."""
+
+    t_ms: list[int]
+    level_db: list[float]
+    floor_db: list[float]
+    ceiling_db: list[float]
+    speech: list[bool]
+    tone: list[bool]
+
+    def row(self, i: int) -> TraceRow:
+        return TraceRow(
+            self.t_ms[i], self.level_db[i], self.floor_db[i], self.ceiling_db[i], self.speech[i], self.tone[i], False
+        )
+
+
+class ArrayStep(NamedTuple):
+    """What `step_arrays` made of its rows."""
+
+    state: np.ndarray  # the new columns
+    rare: np.ndarray  # rows for the scalar step (from the old columns)
+    opens: np.ndarray  # rows (not rare) where an utterance opened, back-dated to onset_ms
+    closes: np.ndarray  # rows (not rare) where the open utterance closed, at ended_ms
+    onset_ms: np.ndarray
+    ended_ms: np.ndarray
+    t_ms: np.ndarray
+    trace: ArrayTrace | None  # if asked
+
+
+def step_arrays(s: np.ndarray, feats: Sequence[np.ndarray], forced: np.ndarray, want_trace: bool) -> ArrayStep:
+    """`Detector.step_features` over many calls' COLUMNS `s` [COLUMNS.n, calls] (not modified), one
+    frame each: feats, the eight features (float64, a row per call). The common frame is done
+    here; where something rare happens (or `forced`), the row is the scalar step's."""
+    band, per, p1, f1, p2, f2, fsk, cpt = feats
+    new = s.copy()
+    frames = s[_FRAMES] + 1
+    new[_FRAMES] = frames
+    t = frames * FRAME_MS
+    live = ~(band <= DEAD_DB)
+    heard_at = s[_HEARD_AT]
+    new[_HEARD_AT] = np.where(np.isnan(heard_at) & live, t, heard_at)
+    # The floor the tone tracker and music judge against (the VAD's, as of the frame before).
+    floor0 = s[_FLOOR]
+    floor = np.where(np.isnan(floor0), band, floor0)
+    tones = _tones.update_arrays(s[_TONES], new[_TONES], t, live, band, floor, p1, f1, f2, fsk, cpt)
+    sounding = tones.tone | tones.candidate
+    # Ringback before anyone speaks is the scalar step's (progress); held notes are not a voice.
+    speech, rise = _vad.update_arrays(s[_VAD], new[_VAD], live, band, per, sounding | (s[_NOTES] > 0), f1)
+    _, music_rare = _music.update_arrays(
+        s[_MUSIC], new[_MUSIC], p1, p2, f1, sounding, band - floor, f2, band, floor, speech
+    )
+    mc = _machine.step_arrays(s[_MACHINE], new[_MACHINE], t, speech, rise, sounding)
+    rare = forced | tones.scalar | (live & (tones.call_progress_ms >= CALL_PROGRESS_MS)) | music_rare | mc.scalar
+    trace = None
+    if want_trace:
+        floor_out, ceiling_out = new[_FLOOR], new[_CEILING]
+        trace = ArrayTrace(
+            t.astype(np.int64).tolist(), band.tolist(), np.where(np.isnan(floor_out), 0.0, floor_out).tolist(),
+            np.where(np.isnan(ceiling_out), 0.0, ceiling_out).tolist(), speech.tolist(), tones.tone.tolist(),
+        )
+    return ArrayStep(new, rare, mc.opens & ~rare, mc.closes & ~rare, mc.onset_ms, mc.ended_ms, t, trace)
 
 
 def classify(samples: np.ndarray, params: AmdParams | None = None, sample_rate: int = SAMPLE_RATE) -> list[Verdict]:

@@ -19,13 +19,22 @@ Beyond Twilio's rules:
                   (within the p90 budget of people's dead air); a hangup then is human
                   SIT tones                          -> unknown, cause sit_tone
                   ringback before anyone speaks      -> ignored; SilenceTimeout restarts after it
+
+`AmdStateMachine.step` is the machine for one call; `step_arrays` its common frame over many
+calls' columns at once (ari_amd.detect.vector: utterances going on, opening, closing), on the
+state declared in `AmdStateMachine.STATE`, and the frames where a rule may fall due go to the
+scalar step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
+import numpy as np
+
+from ari_amd.detect.columns import BOOL, INT, OPT_INT, ZERO_NONE, Declaration, Field, choice, rows
 from ari_amd.detect.features import FRAME_MS
 from ari_amd.detect.params import AmdParams, Mode
 from ari_amd.detect.tones import CPT_BAND_HZ, Beep, ToneObservation
@@ -66,6 +75,10 @@ class State(str, Enum):
     DONE = "done"
 
 
+STATES = tuple(State)  # as the columns hold them: by index
+WAITING, SPEECH, GREETING = (STATES.index(state) for state in (State.WAITING, State.SPEECH, State.GREETING))
+
+
 @dataclass
 class Utterance:
     start_ms: int
@@ -73,6 +86,33 @@ class Utterance:
 
 
 class AmdStateMachine:
+    # The attributes the array step reads or writes, as the vector step's columns hold them.
+    STATE: tuple[Declaration, ...] = (
+        Field("state", choice(STATES, "state")),
+        # The open utterance's end (the array step extends it; the list is the object's).
+        Field("utt_end", INT, "utterances[-1].end_ms", when="{}.utterances"),
+        Field("recent", INT, "_recent"),
+        Field("run_start", OPT_INT, "_run_start"),
+        Field("last_speech_end", ZERO_NONE, "_last_speech_end"),
+        Field("in_speech", BOOL, "_in_speech"),
+        Field("streak", INT, "_streak"),
+        Field("last_tone_end", INT, "_last_tone_end"),
+        Field("rise_at_start", INT, "_rise_at_start"),
+        Field("silence_origin", INT, "_silence_origin"),
+        Field("run_closed", BOOL, "_run_closed"),
+        Field("holding", BOOL, "_holding"),
+        Field("other_at", INT, "_other_at"),
+        # The call's parameters, set once.
+        Field("speech_threshold_ms", INT, "params.speech_threshold_ms", read_only=True),
+        Field("speech_end_threshold_ms", INT, "params.speech_end_threshold_ms", read_only=True),
+        Field("silence_timeout_ms", INT, "params.silence_timeout_ms", read_only=True),
+        Field("timeout_ms", INT, "params.timeout_ms", read_only=True),
+        Field("beep_timeout_ms", INT, "params.beep_timeout_ms", read_only=True),
+    )
+    # Changed only by the scalar step, in the frames the array step hands it (a rule falling due);
+    # the array step appends to utterances through the vector decider.
+    OBJECT_ONLY: frozenset[str] = frozenset({"params", "utterances", "tones", "verdicts", "_held"})
+
     def __init__(self, params: AmdParams) -> None:
         self.params = params
         self.state = State.WAITING
@@ -333,3 +373,79 @@ class AmdStateMachine:
         verdict = Verdict(kind, t_ms, cause, rule, measure, limit, final=True, segments=self._segments())
         self.verdicts.append(verdict)
         return [AmdEvent(EventKind.VERDICT, t_ms, verdict)]
+
+
+class MachineArrays(NamedTuple):
+    """What `step_arrays` made of each call's frame."""
+
+    opens: np.ndarray  # an utterance opened, back-dated to onset_ms
+    closes: np.ndarray  # the open utterance closed, at ended_ms
+    onset_ms: np.ndarray
+    ended_ms: np.ndarray
+    scalar: np.ndarray  # a rule may fall due: the scalar step's frame
+
+
+_ROWS = rows(AmdStateMachine.STATE, "MachineRows")
+_POPCOUNT = np.array([i.bit_count() for i in range(1 << SPEECH_CONFIRM_WINDOW)], dtype=np.int64)
+
+
+def step_arrays(
+    s: np.ndarray, new: np.ndarray, t_ms: np.ndarray, speech: np.ndarray, rise_frames: np.ndarray, tone: np.ndarray,
+) -> MachineArrays:
+    """`AmdStateMachine.step` for many calls, in a frame where no tone, fax, SIT, ringback or
+    music reaches it: s, new: their STATE rows before and after (new is written); tone: a tone
+    or candidate sounds. The utterance list is the caller's to extend (opens, closes). Each
+    array follows the scalar code's order of operations in float64, so the two agree to the bit."""
+    where, maximum = np.where, np.maximum
+    r = _ROWS
+    t = t_ms
+    state = s[r.state]
+    last_tone = where(tone, t, s[r.last_tone_end])
+    new[r.last_tone_end] = last_tone
+    streak0 = s[r.streak]
+    rise_at = where(speech & (streak0 == 0), rise_frames, s[r.rise_at_start])
+    streak = where(speech, streak0 + 1, 0.0)
+    new[r.rise_at_start], new[r.streak] = rise_at, streak
+    # _confirm
+    recent = ((s[r.recent].astype(np.int64) << 1) | speech) & CONFIRM_MASK
+    new[r.recent] = recent
+    need = where((state == SPEECH) | (state == GREETING), RESUME_CONFIRM_FRAMES, SPEECH_CONFIRM_FRAMES)
+    confirmed = speech & (_POPCOUNT[recent] >= need)
+    # Utterance bookkeeping: an onset back-dated over the voice's rise, or the utterance closed.
+    was_speaking = s[r.in_speech] > 0
+    opens = confirmed & ~was_speaking
+    closes = was_speaking & ~speech
+    last_end0 = s[r.last_speech_end]
+    onset_ms = maximum(t - FRAME_MS - FRAME_MS * (maximum(streak, rise_at) - 1), last_end0)
+    in_speech = opens | (was_speaking & speech)
+    new[r.in_speech] = in_speech
+    ended_ms = s[r.utt_end]
+    utt_end = where(in_speech, t, ended_ms)
+    new[r.utt_end] = utt_end
+    last_end = where(closes, ended_ms, last_end0)
+    new[r.last_speech_end] = last_end
+    run_from0 = s[r.run_start]
+    restart_run = opens & (np.isnan(run_from0) | (s[r.run_closed] > 0))
+    run_from = where(restart_run, onset_ms, run_from0)
+    new[r.run_start] = run_from
+    closed = where(restart_run, 0.0, s[r.run_closed])
+    new[r.run_closed] = closed
+    # The rules, on the state as bookkeeping left it (WAITING turns SPEECH once a run began).
+    no_run = np.isnan(run_from)
+    waiting = state == WAITING
+    state = where(waiting & ~no_run, float(SPEECH), state)
+    new[r.state] = state
+    talking, greeting = state == SPEECH, state == GREETING
+    silence = t - maximum(last_end, last_tone)
+    run_len = where(in_speech, utt_end, where(last_end != 0, last_end, t)) - run_from
+    speech_end = s[r.speech_end_threshold_ms]
+    limit = where(s[r.holding] > 0, speech_end + GREETING_HOLD_EXTRA_MS, speech_end)
+    beep_wait = maximum(s[r.beep_timeout_ms], speech_end)
+    due = (
+        (waiting & no_run & (t - s[r.silence_origin] >= s[r.silence_timeout_ms]))
+        | (talking & in_speech & (run_len >= s[r.speech_threshold_ms]))
+        | (talking & ~in_speech & (silence >= speech_end) & ((closed == 0) | (silence >= limit)))
+        | (greeting & ~in_speech & (t - last_end >= beep_wait))  # (whether a tone holds it: the scalar step's)
+        | (t >= s[r.timeout_ms])
+    )
+    return MachineArrays(opens, closes, onset_ms, ended_ms, due)

@@ -19,11 +19,21 @@ Three cues, any is enough:
 
 Loudness is judged against the quietest the line has been (the VAD's floor learns music
 that goes on, and mains hum holds steady peaks but is the floor).
+
+`MusicTracker.update` is the rule for one call; `update_arrays` its common frame over many calls'
+columns at once (ari_amd.detect.vector), on the state declared in `MusicTracker.STATE`. Music
+heard, and a note that may be a new one, are the scalar step's frames (the spans and onsets
+are the object's).
 """
 
 from __future__ import annotations
 
 from collections import deque
+
+import numpy as np
+
+from ari_amd.detect.columns import BOOL, FLOAT, INT, OPT_FLOAT, Declaration, Field, Record, rows
+from ari_amd.detect.features import FRAME_MS
 
 STEADY_HZ = 8.0  # a peak within this of one 20-40 ms earlier is the same note
 STEADY_FRAC = 0.25  # and must hold this share of the band
@@ -60,6 +70,34 @@ DRONE_JITTER_HZ = 6.0  # ...and this much per frame on average (a beep moves 0-3
 
 
 class MusicTracker:
+    # The attributes the array step reads or writes, as the vector step's columns hold them.
+    STATE: tuple[Declaration, ...] = (
+        Record("prev", "_prev", tuple, tuple(Field(f"prev{k}", FLOAT, str(k)) for k in range(4))),
+        Field("steady", INT, "_steady"),  # a bitmask of WINDOW bits: exact in a float64
+        Field("steady_n", INT, "_steady_n"),
+        Field("count", INT, "_count"),
+        # The note slots, pitch, frames held and missed, each a block of NOTE_SLOTS rows.
+        *(Field(f"note_hz{k}", FLOAT, f"_notes[{k}][0]") for k in range(NOTE_SLOTS)),
+        *(Field(f"note_frames{k}", INT, f"_notes[{k}][1]") for k in range(NOTE_SLOTS)),
+        *(Field(f"note_miss{k}", INT, f"_notes[{k}][2]") for k in range(NOTE_SLOTS)),
+        Field("any_note", BOOL, "_any_note"),
+        Field("held", INT, "_held"),
+        Field("held_n", INT, "_held_n"),
+        Field("held_count", INT, "_held_count"),
+        Field("onsets", INT, "len({}._onsets)", read_only=True),  # counted, never pruned, by the array step
+        Field("quiet_db", OPT_FLOAT, "_quiet_db"),
+        Field("drone_centre", FLOAT, "_drone[0]"),
+        Field("drone_frames", INT, "_drone[1]"),
+        Field("drone_misses", INT, "_drone[2]"),
+        Field("drone_lo", FLOAT, "_drone[3]"),
+        Field("drone_hi", FLOAT, "_drone[4]"),
+        Field("drone_steps", FLOAT, "_drone[5]"),
+        Field("drone_prev_hz", FLOAT, "_drone_prev_hz"),
+        Field("notes", BOOL),
+    )
+    # Changed only by the scalar step, in the frames the array step hands it (music, a new note).
+    OBJECT_ONLY: frozenset[str] = frozenset({"_onsets", "music_at", "_spans"})
+
     def __init__(self) -> None:
         self._prev: tuple[float, float, float, float] | None = None  # the peaks of the two frames before
         self._steady = 0  # the last WINDOW frames' steady flags
@@ -138,6 +176,11 @@ class MusicTracker:
 
     def _held_notes(self, t_ms: int, hz1: float, frac1: float, hz2: float, frac2: float, loud: bool) -> bool:
         held = False
+        onsets = self._onsets
+        # Kept as of the frame before: after frames of the array step, which counts onsets but
+        # never prunes them (a no-op after a frame of this step, which pruned them below).
+        while onsets and t_ms - FRAME_MS - onsets[0][0] > NOTE_ONSETS_MS:
+            onsets.popleft()
         free1 = loud and frac1 >= NOTE_FRAC and hz1 >= NOTE_LO_HZ
         free2 = loud and frac2 >= NOTE_FRAC and hz2 >= NOTE_LO_HZ
         if not (free1 or free2):
@@ -178,7 +221,6 @@ class MusicTracker:
             self._held_n += 1
         self._held = ((self._held << 1) | held) & WINDOW_MASK
         self._held_count += held
-        onsets = self._onsets
         while onsets and t_ms - onsets[0][0] > NOTE_ONSETS_MS:
             onsets.popleft()
         if self._held_count < NOTE_COUNT or len(onsets) < NOTE_ONSETS:
@@ -213,3 +255,113 @@ class MusicTracker:
             d[1] = 0
         self._drone_prev_hz = hz
         return d[1] >= DRONE_FRAMES and d[4] - d[3] >= DRONE_RANGE_HZ and d[5] >= DRONE_JITTER_HZ * d[1]
+
+
+_ROWS = rows(MusicTracker.STATE, "MusicRows")
+_NOTE_HZ = slice(_ROWS.note_hz0, _ROWS.note_hz0 + NOTE_SLOTS)  # [slot, call] blocks
+_NOTE_FRAMES = slice(_ROWS.note_frames0, _ROWS.note_frames0 + NOTE_SLOTS)
+_NOTE_MISS = slice(_ROWS.note_miss0, _ROWS.note_miss0 + NOTE_SLOTS)
+_SLOT_INDEX = np.arange(NOTE_SLOTS)[:, None]
+
+
+def update_arrays(
+    s: np.ndarray, new: np.ndarray, peak_hz: np.ndarray, peak2_hz: np.ndarray, peak_frac: np.ndarray, tone: np.ndarray,
+    above_floor_db: np.ndarray, peak2_frac: np.ndarray, level_db: np.ndarray, floor_db: np.ndarray, speech: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`MusicTracker.update` for many calls, up to what only the scalar step does: s, new: their
+    STATE rows before and after (new is written). Returns (music, scalar): music heard (the
+    steady-peak window or the drone), and the frames the scalar step must take (music heard,
+    whose spans are the object's; a note that may be new, or held notes that may be music: the
+    onsets are the object's). Each array follows the scalar code's order of operations in
+    float64, so the two agree to the bit."""
+    where, minimum, absolute = np.where, np.minimum, np.abs
+    r = _ROWS
+    p1, p2, f1, f2 = peak_hz, peak2_hz, peak_frac, peak2_frac
+    prev_ok = s[r.prev] > 0
+    P0, P1 = s[r.prev0], s[r.prev1]
+    steady = (
+        ~tone & (above_floor_db >= ABOVE_FLOOR_DB) & (f1 >= STEADY_FRAC) & prev_ok
+        & ((absolute(p1 - P0) <= STEADY_HZ) | (absolute(p1 - P1) <= STEADY_HZ)
+           | (absolute(p1 - s[r.prev2]) <= STEADY_HZ) | (absolute(p1 - s[r.prev3]) <= STEADY_HZ))
+    )
+    new[r.prev] = 1.0
+    new[r.prev0], new[r.prev1] = p1, p2
+    new[r.prev2], new[r.prev3] = where(prev_ok, P0, -1e9), where(prev_ok, P1, -1e9)
+    count, steady_n, bits = _slide(s[r.steady], s[r.steady_n], s[r.count], steady)
+    new[r.steady], new[r.steady_n], new[r.count] = bits, steady_n, count
+    music = (steady_n == WINDOW) & (count >= MUSIC_COUNT)
+    q0 = s[r.quiet_db]
+    quiet = where(np.isnan(q0), floor_db, minimum(q0, floor_db))
+    new[r.quiet_db] = quiet
+    loud = level_db - quiet >= ABOVE_QUIET_DB
+    # _held_notes: the three slots in order, each taking the first free peak at its pitch.
+    free1 = loud & (f1 >= NOTE_FRAC) & (p1 >= NOTE_LO_HZ)
+    free2 = loud & (f2 >= NOTE_FRAC) & (p2 >= NOTE_LO_HZ)
+    sounding = free1 | free2
+    # As [slot, row] arrays: a slot takes a peak only if no earlier slot took it.
+    hz = s[_NOTE_HZ]
+    fr = where(sounding, s[_NOTE_FRAMES], 0.0)  # no free peak: every slot let go
+    miss = s[_NOTE_MISS]
+    on = fr != 0
+    m1 = _first(on & free1 & (absolute(p1 - hz) <= NOTE_HZ))
+    m2 = _first(on & ~m1 & free2 & (absolute(p2 - hz) <= NOTE_HZ))
+    matched = m1 | m2
+    missed = on & ~matched & (miss < NOTE_MISS_FRAMES)
+    fr1 = where(matched, fr + 1, where(on & ~missed, 0.0, fr))
+    held = ((missed & (fr >= NOTE_MIN_FRAMES)) | (matched & (fr1 >= NOTE_MIN_FRAMES))).any(axis=0)
+    onset = (matched & (fr1 == NOTE_ONSET_FRAMES)).any(axis=0)  # a new note, perhaps: the onsets are the object's
+    miss = where(missed, miss + 1, where(matched, 0.0, miss))
+    fr = fr1
+    free1 &= ~m1.any(axis=0)
+    free2 &= ~m2.any(axis=0)
+    for free, peak in ((free1, p1), (free2, p2)):  # _start_note: an empty slot, or the shortest note
+        sel = free & (fr.argmin(axis=0) == _SLOT_INDEX)  # the first of the shortest, as the scalar picks
+        hz = where(sel, peak, hz)
+        fr = where(sel, 1.0, fr)
+        miss = where(sel, 0.0, miss)
+    new[_NOTE_HZ] = hz
+    new[_NOTE_FRAMES] = fr
+    new[_NOTE_MISS] = miss
+    new[r.any_note] = sounding
+    held_count, held_n, held_bits = _slide(s[r.held], s[r.held_n], s[r.held_count], held)
+    new[r.held], new[r.held_n], new[r.held_count] = held_bits, held_n, held_count
+    # Held notes are music only with three onsets kept: the scalar step judges those frames.
+    notes_maybe = (held_count >= NOTE_COUNT) & (s[r.onsets] >= NOTE_ONSETS)
+    new[r.notes] = 0.0
+    # _drone_step
+    d0, d1, d2, d3, d4, d5 = (s[r.drone_centre], s[r.drone_frames], s[r.drone_misses], s[r.drone_lo], s[r.drone_hi],
+                              s[r.drone_steps])
+    ok = loud & (f1 >= DRONE_FRAC) & ~speech
+    follow = ok & (d1 != 0) & (absolute(p1 - d0) <= DRONE_HZ)
+    lapse = ~follow & (d1 != 0) & (d2 < DRONE_MISS_FRAMES)
+    restart = ~follow & ~lapse & ok
+    d1n = where(follow, d1 + 1, where(restart, 1.0, where(lapse, d1, 0.0)))
+    d3n = where(restart | (follow & (p1 < d3)), p1, d3)
+    d4n = where(restart | (follow & ~(p1 < d3) & (p1 > d4)), p1, d4)
+    new[r.drone_centre] = where(follow, d0 + DRONE_CENTRE_RATE * (p1 - d0), where(restart, p1, d0))
+    new[r.drone_frames] = d1n
+    new[r.drone_misses] = where(follow | restart, 0.0, where(lapse, d2 + 1, d2))
+    new[r.drone_lo], new[r.drone_hi] = d3n, d4n
+    d5n = where(follow, d5 + absolute(p1 - s[r.drone_prev_hz]), where(restart, 0.0, d5))
+    new[r.drone_steps] = d5n
+    new[r.drone_prev_hz] = p1
+    music |= (d1n >= DRONE_FRAMES) & (d4n - d3n >= DRONE_RANGE_HZ) & (d5n >= DRONE_JITTER_HZ * d1n)
+    return music, onset | notes_maybe | music
+
+
+def _first(hits: np.ndarray) -> np.ndarray:
+    """[slot, row] hits -> only each row's first (the scalar loop takes a peak once)."""
+    out = hits.copy()
+    out[1] &= ~hits[0]
+    out[2] &= ~(hits[0] | hits[1])
+    return out
+
+
+def _slide(bits0: np.ndarray, n0: np.ndarray, count0: np.ndarray, flag: np.ndarray) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray
+]:
+    """A WINDOW-frame window as a bitmask: the newest flag in, the oldest out once full."""
+    bits = bits0.astype(np.int64)
+    full = n0 == WINDOW
+    count = count0 - np.where(full, (bits >> OLDEST) & 1, 0) + flag
+    return count, np.where(full, n0, n0 + 1), ((bits << 1) | flag) & WINDOW_MASK

@@ -4,13 +4,22 @@ A tone is a run of frames whose spectrum is one or two narrow peaks that stay pu
 (or glide slowly). What the run *was* is decided from its frequency, duration and what
 follows it: a beep is short (80 ms-1.6 s) and ends into quiet, because the machine
 starts recording; ringback is longer and cadenced; music keeps sounding after its notes.
+
+`ToneTracker.update` is the rule for one call; `update_arrays` its common frame over many calls'
+columns at once (ari_amd.detect.vector), on the state declared in `ToneTracker.STATE`. What only
+the object holds (a beep group waiting for quiet, the runs kept for SIT and evidence) is judged
+by the scalar step: the array step sends it those frames.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
+
+from ari_amd.detect.columns import BOOL, FLOAT, INT, Declaration, Field, Record, rows
 from ari_amd.detect.features import DEAD_DB, FRAME_MS
 
 TONAL_FRAC = 0.55  # one peak holding this share of the band power starts a tone
@@ -142,6 +151,39 @@ _NOTHING = ToneObservation(tone=False)
 
 class ToneTracker:
     """Per-call tone state. Feed one frame at a time, in order."""
+
+    # The attributes the array step reads or writes, as the vector step's columns hold them.
+    STATE: tuple[Declaration, ...] = (
+        Record("run", "_run", ToneRun, (  # the run in progress (end_hz, parts, shortest_ms: a pending group's)
+            Field("run_start", INT, "start_ms"),
+            Field("run_end", INT, "end_ms"),
+            Field("run_hz", FLOAT, "hz"),
+            Field("run_purity", FLOAT, "purity"),
+            Field("run_frames", INT, "frames"),
+            Field("run_lo_hz", FLOAT, "lo_hz"),
+            Field("run_hi_hz", FLOAT, "hi_hz"),
+            Field("run_level", FLOAT, "level_db"),
+            Field("run_lo_db", FLOAT, "lo_db"),
+            Field("run_hi_db", FLOAT, "hi_db"),
+            Field("run_misses", INT, "misses"),
+            Field("run_quiet_before", BOOL, "quiet_before"),
+        )),
+        # Read only: while a beep waits for quiet, every frame is the scalar step's.
+        Field("pending", BOOL, "{}._pending is not None", read_only=True),
+        Field("loud_frames", INT, "_loud_frames", read_only=True),
+        Field("tail_frames", INT, "_tail_frames", read_only=True),
+        Field("prev_level", FLOAT, "_prev_level"),
+        Field("prev2_level", FLOAT, "_prev2_level"),
+        Field("dead_frames", INT, "_dead_frames"),
+        Field("fax_ms", INT, "_fax_ms"),
+        Field("cpt_ms", INT, "_cpt_ms"),
+        Field("v21_ms", INT, "_v21_ms"),
+        Field("v21_lo", FLOAT, "_v21_lo"),
+        Field("v21_hi", FLOAT, "_v21_hi"),
+        Field("fax_found", BOOL, "{}.fax_found is not None", read_only=True),  # confirmed by the scalar step
+    )
+    # Changed only by the scalar step, in the frames the array step hands it.
+    OBJECT_ONLY: frozenset[str] = frozenset({"_sit_runs", "_sit_changed", "runs"})
 
     def __init__(self) -> None:
         self._run: ToneRun | None = None
@@ -398,3 +440,102 @@ def _ringback_like(group: ToneRun, duration_ms: int) -> bool:
 
 def _near(hz: float, target: float, tol: float) -> bool:
     return abs(hz - target) <= tol
+
+
+class ToneArrays(NamedTuple):
+    """What `update_arrays` says about each call's frame (ToneObservation's common fields)."""
+
+    tone: np.ndarray
+    candidate: np.ndarray
+    call_progress_ms: np.ndarray
+    scalar: np.ndarray  # something rare happened (a tone to judge ended, a beep waits, fax): the scalar step's frame
+
+
+_ROWS = rows(ToneTracker.STATE, "ToneRows")
+
+
+def update_arrays(
+    s: np.ndarray, new: np.ndarray, t_ms: np.ndarray, live: np.ndarray, level_db: np.ndarray, floor_db: np.ndarray,
+    peak_hz: np.ndarray, peak_frac: np.ndarray, peak2_frac: np.ndarray, fsk_frac: np.ndarray, cpt_frac: np.ndarray,
+) -> ToneArrays:
+    """`ToneTracker.update` for many calls, up to what only the scalar step does (`scalar`): s,
+    new: their STATE rows before and after (new is written); live: level_db > DEAD_DB. Each
+    array follows the scalar code's order of operations in float64, so the two agree to the bit."""
+    where, minimum, maximum, absolute = np.where, np.minimum, np.maximum, np.abs
+    r = _ROWS
+    dead = ~live
+    run = s[r.run] > 0
+    above = level_db - floor_db
+    loud = (above > TONE_ABOVE_FLOOR_DB) | ((peak_frac >= PURE_FRAC) & (above > PURE_ABOVE_FLOOR_DB))
+    single = peak_frac >= TONAL_FRAC
+    dual = peak_frac + peak2_frac >= TWO_TONE_FRAC
+    tonal = loud & (single | dual)
+    # _track_fax (frozen once found; a dead frame returns before it)
+    fax_live = live & ~(s[r.fax_found] > 0)
+    fax_ms0 = s[r.fax_ms]
+    fax_ms = where(
+        tonal & (absolute(peak_hz - FAX_ANS_HZ) <= FAX_ANS_TOL_HZ),
+        fax_ms0 + FRAME_MS,
+        where((fax_ms0 != 0) & ~tonal, maximum(0.0, fax_ms0 - FRAME_MS // 2), 0.0),
+    )
+    fsk_on = loud & (fsk_frac >= V21_BAND_SHARE) & (peak_hz >= V21_LO_HZ) & (peak_hz <= V21_HI_HZ)
+    v21_ms0 = s[r.v21_ms]
+    v21_ms = where(fsk_on, v21_ms0 + FRAME_MS, 0.0)
+    v21_lo = where(fsk_on, minimum(s[r.v21_lo], peak_hz), where(v21_ms0 != 0, 1e9, s[r.v21_lo]))
+    v21_hi = where(fsk_on, maximum(s[r.v21_hi], peak_hz), where(v21_ms0 != 0, 0.0, s[r.v21_hi]))
+    fax_found = fax_live & ((fax_ms >= FAX_ANS_MS) | ((v21_ms >= V21_MS) & (v21_hi - v21_lo >= V21_MIN_HOP_HZ)))
+    new[r.fax_ms] = where(fax_live, fax_ms, fax_ms0)
+    new[r.v21_ms] = where(fax_live, v21_ms, v21_ms0)
+    new[r.v21_lo] = where(fax_live, v21_lo, s[r.v21_lo])
+    new[r.v21_hi] = where(fax_live, v21_hi, s[r.v21_hi])
+    cpt = (above > TONE_ABOVE_FLOOR_DB) & (cpt_frac >= CPT_BAND_SHARE)
+    cpt_ms = where(live, where(cpt, s[r.cpt_ms] + FRAME_MS, 0.0), s[r.cpt_ms])
+    new[r.cpt_ms] = cpt_ms
+    # The run: extended at the same pitch, else closed (judged by the scalar step if long
+    # enough to be a tone) and a new one begun if this frame is tonal.
+    same = run & (absolute(peak_hz - s[r.run_hz]) <= MAX_STEP_HZ)
+    held_on = same & ~tonal & loud & (peak_frac >= TONAL_CONTINUE_FRAC)
+    tonal = tonal | held_on
+    single = single | held_on
+    extend = live & tonal & same
+    # An established tone survives a frame whose peak went elsewhere: the run as it was.
+    misses0 = s[r.run_misses]
+    bridge = live & run & ~tonal & (misses0 < RUN_MISS_FRAMES) & (s[r.run_frames] >= MIN_TONE_FRAMES)
+    begin = live & tonal & ~same
+    active = where(live, extend | begin | bridge, run)
+    keep = dead | bridge
+    run_frames = where(extend, s[r.run_frames] + 1, where(begin, 1.0, where(keep, s[r.run_frames], 0.0)))
+    new[r.run_misses] = where(bridge, misses0 + 1, where(dead, misses0, 0.0))
+    prev_level = s[r.prev_level]
+    new[r.run_quiet_before] = where(
+        begin, s[r.prev2_level] <= floor_db + BEEP_QUIET_DB, where(extend | keep, s[r.run_quiet_before], 0.0)
+    )
+    straddle = extend & (run_frames > 2) & (misses0 == 0)  # the first frames straddle the onset
+    lo_db = where(straddle, minimum(s[r.run_lo_db], prev_level), s[r.run_lo_db])
+    hi_db = where(straddle, maximum(s[r.run_hi_db], prev_level), s[r.run_hi_db])
+    purity = s[r.run_purity] + (peak_frac + where(dual & ~single, peak2_frac, 0.0))
+    new[r.run] = active
+    new[r.run_start] = where(extend | keep, s[r.run_start], where(begin, t_ms - FRAME_MS, 0.0))
+    new[r.run_end] = where(extend, t_ms, where(keep, s[r.run_end], where(begin, t_ms, 0.0)))
+    new[r.run_hz] = where(extend | begin, peak_hz, where(keep, s[r.run_hz], 0.0))
+    run_purity = where(extend, purity, where(begin, peak_frac, where(keep, s[r.run_purity], 0.0)))
+    new[r.run_purity] = run_purity
+    new[r.run_frames] = run_frames
+    lo_hz, hi_hz = s[r.run_lo_hz], s[r.run_hi_hz]
+    new[r.run_lo_hz] = where(extend, minimum(lo_hz, peak_hz), where(begin, peak_hz, where(keep, lo_hz, 0.0)))
+    new[r.run_hi_hz] = where(extend, maximum(hi_hz, peak_hz), where(begin, peak_hz, where(keep, hi_hz, 0.0)))
+    new[r.run_lo_db] = where(extend, lo_db, where(begin, 200.0, where(keep, s[r.run_lo_db], 0.0)))
+    new[r.run_hi_db] = where(extend, hi_db, where(begin, -200.0, where(keep, s[r.run_hi_db], 0.0)))
+    new[r.run_level] = where(straddle, hi_db, where(begin, -100.0, where(extend | keep, s[r.run_level], 0.0)))
+    new[r.prev_level] = where(live, level_db, prev_level)
+    new[r.prev2_level] = where(live, prev_level, s[r.prev2_level])
+    new[r.dead_frames] = where(dead, s[r.dead_frames] + 1, 0.0)
+    is_tone = active & (run_frames >= MIN_TONE_FRAMES)
+    candidate = live & active & (run_frames >= 2) & (run_purity >= CANDIDATE_PURITY * run_frames)
+    scalar = (
+        (live & run & ~extend & ~bridge & (s[r.run_frames] >= MIN_TONE_FRAMES))  # a tone ended: beep? SIT?
+        | (dead & run & (s[r.dead_frames] >= DEAD_BRIDGE_FRAMES))  # ...into digital silence
+        | (s[r.pending] > 0) | (s[r.loud_frames] > 0) | (s[r.tail_frames] > 0)  # a beep waits for quiet
+        | fax_found
+    )
+    return ToneArrays(is_tone, candidate, cpt_ms, scalar)

@@ -8,12 +8,18 @@ greeting does not raise its own floor while a street noise that steps up is abso
 within half a second. A "ceiling", the background's 85th percentile, learnt away from
 speech, keeps babble's loud moments from opening speech. Digital-zero frames (packet loss,
 dropouts) teach it nothing.
+
+`VoiceActivity.update` is the rule for one call; `update_arrays` the same rule over many calls'
+columns at once (ari_amd.detect.vector), on the state declared in `STATE`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ari_amd.detect.columns import BOOL, INT, OPT_FLOAT, Declaration, Field, rows
 from ari_amd.detect.features import DEAD_DB
 
 START_DB = 8.0  # above the floor to open speech
@@ -54,6 +60,16 @@ _OBSERVATIONS = {
 
 class VoiceActivity:
     """Stateful per-call VAD: one `update` per frame, in order."""
+
+    # Every attribute below, as the vector step's columns hold it.
+    STATE: tuple[Declaration, ...] = (
+        Field("floor_db", OPT_FLOAT),
+        Field("in_speech", BOOL),
+        Field("rise", INT, "_rise"),
+        Field("ceiling_db", OPT_FLOAT),
+        Field("since_voiced", INT, "_since_voiced"),
+    )
+    OBJECT_ONLY: frozenset[str] = frozenset()  # attributes the columns do not hold
 
     def __init__(self) -> None:
         self.floor_db: float | None = None
@@ -137,3 +153,60 @@ class VoiceActivity:
             floor += STEP_VOICED_DB if near_speech else STEP_UNVOICED_DB
         self.floor_db = floor
         return floor
+
+
+_ROWS = rows(VoiceActivity.STATE, "VoiceRows")
+
+
+def update_arrays(
+    s: np.ndarray, new: np.ndarray, live: np.ndarray, level_db: np.ndarray, periodicity: np.ndarray, tone: np.ndarray,
+    peakiness: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`VoiceActivity.update` for many calls: s, new: their STATE rows before and after (new is
+    written); live: level_db > DEAD_DB. Returns (speech, rise_frames) per call. Each array
+    follows the scalar code's order of operations in float64, so the two agree to the bit."""
+    where, minimum, maximum = np.where, np.minimum, np.maximum
+    floor0 = s[_ROWS.floor_db]
+    floor_known = ~np.isnan(floor0)
+    since0 = s[_ROWS.since_voiced]
+    # _track_floor
+    near_speech = (periodicity >= VOICED_CONTINUE) | (since0 <= CEILING_HOLD) | (peakiness >= PEAKY)
+    floor1 = where(
+        ~floor_known,
+        minimum(level_db, INITIAL_FLOOR_MAX_DB),
+        where(tone, floor0, where(level_db < floor0, floor0 - STEP_UNVOICED_DB,
+                                  floor0 + where(near_speech, STEP_VOICED_DB, STEP_UNVOICED_DB))),
+    )
+    base = maximum(floor1, MIN_FLOOR_DB)
+    above = level_db - base
+    rise = where(above > RISE_DB, minimum(s[_ROWS.rise] + 1, RISE_MAX_FRAMES), 0.0)
+    # _track_ceiling
+    ceil0 = s[_ROWS.ceiling_db]
+    ceil_known = ~np.isnan(ceil0)
+    learn = (
+        ceil_known & (since0 > CEILING_HOLD) & ~((periodicity >= VOICED_STRONG) & (above > START_STRONG_DB))
+        & ~((periodicity >= VOICED_START) & (level_db > ceil0))  # our talker, likelier than not
+    )
+    step = where(level_db > ceil0, CEILING_UP_DB, CEILING_DOWN_DB)
+    ceiling = where(~ceil_known, level_db, where(learn, ceil0 + step, ceil0))
+    gate = ceiling + CEILING_START_DB - base
+    cont = maximum(CONTINUE_DB, ceiling + CEILING_CONTINUE_DB - base)
+    since_in = where((above > cont) & (periodicity >= VOICED_CONTINUE), 0.0, since0 + 1)
+    stay = (above > cont) & (since_in <= VOICED_HOLD)
+    start = (above > gate) & (((above > START_DB) & (periodicity >= VOICED_START))
+                              | ((above > START_STRONG_DB) & (periodicity >= VOICED_STRONG)))
+    was = s[_ROWS.in_speech] > 0
+    # Neither dead (only the hold count moves) nor a tone (speech ends, only a first floor is learnt).
+    heard = live & ~tone
+    speech = heard & where(was, stay, start)
+    new[_ROWS.in_speech] = speech
+    new[_ROWS.floor_db] = where(live, floor1, floor0)
+    new[_ROWS.ceiling_db] = where(heard, ceiling, ceil0)
+    rise_out = new[_ROWS.rise] = where(heard, rise, where(live, s[_ROWS.rise], 0.0))
+    new[_ROWS.since_voiced] = where(
+        heard,
+        where(was, since_in, where(start, 0.0, since0 + 1)),
+        # a tone resets it; digital silence before the line was first heard is no time at all
+        where(live, VOICED_HOLD + 1, where(floor_known, since0 + 1, since0)),
+    )
+    return speech, rise_out

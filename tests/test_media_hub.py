@@ -330,7 +330,7 @@ def test_a_closed_receiver_gives_its_lane_back(sources: list[socket.socket]) -> 
     drain_all(hub)
     assert hub.stats.unknown_source == 1 and first.stats.received == 0
     again = RtpReceiver.attach(hub, "ulaw", lambda x, r: None, sources[0].getsockname())
-    assert again._lane == first._lane and again.stats.received == 1  # the stashed packet
+    assert again.lane == first.lane and again.stats.received == 1  # the stashed packet
     hub.close()
 
 

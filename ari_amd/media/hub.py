@@ -13,7 +13,9 @@ packets is accounted in arrays and its payloads go to the FrameBatch as one bloc
 call's (`FrameBatch.queue_g711_block`); once one of a call's packets fails the test, it and that
 call's later packets of the read go one by one to `RtpReceiver.datagram_received`, which reorders,
 re-pins and counts exactly as on a port of its own. The receiver takes the arrays' counts back
-lazily, whenever anything reads or changes its state (`RtpReceiver._absorb`).
+lazily, whenever anything reads or changes its state (`RtpReceiver.absorb`, through `take_counts`).
+Each side reads the other through its public methods only: the hub asks the receiver what its
+fast path expects (`RtpReceiver.fast_state`), the receiver asks the hub what it took.
 
 IPv4 only (Asterisk's externalMedia on one host or a LAN). Packets that arrive from a source
 before its call is attached (none in practice: the channel sends once it is bridged) wait a
@@ -60,6 +62,16 @@ WILDCARD_IP = -1
 log = structlog.get_logger(__name__)
 
 DropCallback = Callable[[str, int], None]  # reason, count: datagrams no call took
+
+
+@dataclass(frozen=True, slots=True)
+class LaneCounts:
+    """What the array path took for one call since its receiver last asked (`RtpHub.take_counts`)."""
+
+    packets: int
+    first_seq: int  # -1, or the first sequence number of a stream the array path started
+    ssrc: int  # the stream's SSRC (meaningful when first_seq >= 0)
+    last_at: float  # time.monotonic() of the newest packet taken
 
 
 @dataclass(slots=True)
@@ -122,10 +134,10 @@ class RtpHub:
         self._next_seq = np.zeros(0, dtype=np.int64)
         self._slot = np.zeros(0, dtype=np.int64)  # the batch session's slot, -1: count, queue nothing
         self._law = np.zeros(0, dtype=np.int64)  # index into LAWS
-        # ...and what it took since the receiver last looked (RtpReceiver._absorb).
-        self.taken = np.zeros(0, dtype=np.int64)
-        self.last_at = np.zeros(0, dtype=np.float64)
-        self.started = np.zeros(0, dtype=np.int64)  # -1, or the first sequence number of a stream taken by array
+        # ...and what it took since the receiver last asked (take_counts).
+        self._taken = np.zeros(0, dtype=np.int64)
+        self._last_at = np.zeros(0, dtype=np.float64)
+        self._started = np.zeros(0, dtype=np.int64)  # -1, or the first sequence number of a stream taken by array
         self._stash: dict[tuple[str, int], deque[tuple[float, bytes]]] = {}
         self._log = log.bind(rtp_port=port)
 
@@ -223,9 +235,9 @@ class RtpHub:
         self._port_lane[port] = lane if len(lanes) == 1 else SHARED_PORT
         self._fast_len[lane] = -1
         self._slot[lane] = -1
-        self.taken[lane] = 0
-        self.last_at[lane] = 0.0
-        self.started[lane] = -1
+        self._taken[lane] = 0
+        self._last_at[lane] = 0.0
+        self._started[lane] = -1
         stashed = self._stash.pop((host, port), None)
         if stashed:
             now = time.monotonic()
@@ -251,7 +263,7 @@ class RtpHub:
         if not lanes:
             del self._on_port[port]
         self._fast_len[lane] = -1
-        self.taken[lane] = 0
+        self._taken[lane] = 0
         self._free.append(lane)
 
     def bind_session(self, lane: int, session: BatchSession | None) -> None:
@@ -276,7 +288,7 @@ class RtpHub:
         SSRC and sequence number -1: the receiver has had no packet, and takes the first plain one
         from its source as the start of the stream."""
         receiver = self._receivers[lane]
-        state = receiver._fast_state(concrete_source=self._ip[lane] != WILDCARD_IP) if receiver is not None else None
+        state = receiver.fast_state(concrete_source=self._ip[lane] != WILDCARD_IP) if receiver is not None else None
         session = self._sessions[lane]
         if state is None or session is None or session.closed or session.slot is None:
             # Without a session to take blocks, the receiver's own path handles every packet.
@@ -290,6 +302,17 @@ class RtpHub:
         self._next_seq[lane] = next_seq
         self._slot[lane] = session.slot
         self._law[lane] = LAWS.index(session.law)
+
+    def take_counts(self, lane: int) -> LaneCounts | None:
+        """What the array path took for the lane since the last call (None: nothing), handed over
+        once: its receiver accounts for it (RtpReceiver.absorb)."""
+        n = int(self._taken[lane])
+        if not n:
+            return None
+        self._taken[lane] = 0
+        first = int(self._started[lane])
+        self._started[lane] = -1
+        return LaneCounts(n, first, int(self._ssrc[lane]), float(self._last_at[lane]))
 
     # -- the tick ---------------------------------------------------------------------------------------
     def drain(self) -> int:
@@ -392,11 +415,11 @@ class RtpHub:
             took = counts > 0
             if fresh.any():
                 started = took & (self._next_seq < 0)
-                self.started[started] = start_seq[started]  # for the receiver to take up (_absorb)
+                self._started[started] = start_seq[started]  # for the receiver to take up (take_counts)
                 self._ssrc[started], self._next_seq[started] = start_ssrc[started], start_seq[started]
             self._next_seq[took] = (self._next_seq[took] + counts[took]) & 0xFFFF
-            self.taken += counts
-            self.last_at[took] = time.monotonic()
+            self._taken += counts
+            self._last_at[took] = time.monotonic()
             self.stats.fast += len(fast)
             self._queue(rows[ok], fast)
         if not ok.all():
@@ -408,7 +431,7 @@ class RtpHub:
                 receiver = self._receivers[li]
                 if receiver is None:
                     continue
-                receiver._absorb()  # its fast rows of this read first
+                receiver.absorb()  # its fast rows of this read first
                 receiver.datagram_received(bytes(data[i, : lengths[i]]), (int_to_ip(ip[i]), int(port[i])))
                 touched.add(li)
             for li in touched:
@@ -462,7 +485,7 @@ class RtpHub:
         self._source_of += [None] * (new - old)
         self._free = list(range(new - 1, old - 1, -1)) + self._free
         for name in (
-            "_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "taken", "last_at", "started"
+            "_ip", "_fast_len", "_fast_pt", "_ssrc", "_next_seq", "_slot", "_law", "_taken", "_last_at", "_started"
         ):
             arr = getattr(self, name)
             grown = np.zeros(new, dtype=arr.dtype)
@@ -470,7 +493,7 @@ class RtpHub:
             setattr(self, name, grown)
         self._fast_len[old:] = -1
         self._slot[old:] = -1
-        self.started[old:] = -1
+        self._started[old:] = -1
 
 
 FRAME_BYTES = 160  # one 20 ms G.711 payload

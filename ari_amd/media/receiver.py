@@ -232,15 +232,20 @@ class RtpReceiver(asyncio.DatagramProtocol):
         return self._closed
 
     @property
+    def lane(self) -> int:
+        """This receiver's place in its hub's arrays (-1: on a port of its own)."""
+        return self._lane
+
+    @property
     def last_packet_at(self) -> float | None:
         """time.monotonic() of the last accepted packet."""
-        self._absorb()
+        self.absorb()
         return self._last_packet_at
 
     @property
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters."""
-        self._absorb()
+        self.absorb()
         s = self._stats
         r = self._reorder.stats
         snap = ReceiverStats(**s.as_dict())
@@ -256,7 +261,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         """
         if self._hub is not None and (host, int(port)) != self._expected:
             raise ValueError("a receiver on the shared socket has the source it was attached with")
-        self._absorb()
+        self.absorb()
         self._expected = (host, int(port))
         if self._source is not None and not self._matches_expected(self._source):
             self._log.warning("rtp_source_repinned", was=f"{self._source[0]}:{self._source[1]}")
@@ -268,7 +273,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     def flush(self) -> None:
         """Deliver frames held back waiting for a missing packet (the stream stopped)."""
-        self._absorb()
+        self.absorb()
         frames = self._reorder.flush()
         if frames:
             self._deliver(frames)
@@ -278,7 +283,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         """Stop receiving; the port returns to the pool once the socket is closed. Idempotent."""
         if self._closed:
             return
-        self._absorb()
+        self.absorb()
         self._closed = True
         self._log.debug("rtp_receiver_closed", **self._stats.as_dict())
         if self._hub is not None:
@@ -399,33 +404,34 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._fast_len = -1
 
     # -- the hub's side ----------------------------------------------------------------------------
-    def _absorb(self) -> None:
-        """Take back what the hub's array path accounted for this call since last time."""
+    def absorb(self) -> None:
+        """Take back what the hub's array path accounted for this call since last time (the hub
+        calls it before handing the receiver a packet one by one; every reader here, first)."""
         hub = self._hub
-        if hub is None or not hub.taken[self._lane]:
+        if hub is None:
             return
-        n = int(hub.taken[self._lane])
-        hub.taken[self._lane] = 0
-        start = int(hub.started[self._lane])
-        if start >= 0:
+        took = hub.take_counts(self._lane)
+        if took is None:
+            return
+        n = took.packets
+        if took.first_seq >= 0:
             # The array path took the stream's first packets: pinned and started as datagram_received would.
-            hub.started[self._lane] = -1
             assert self._expected is not None
             self._source = self._expected
-            self._fast_ssrc = int(hub._ssrc[self._lane]).to_bytes(4, "big")
-            self._ssrc = int(hub._ssrc[self._lane])
+            self._fast_ssrc = took.ssrc.to_bytes(4, "big")
+            self._ssrc = took.ssrc
             assert self._payload_type is not None  # G.711's static type: only such streams start by array
             self._fast_len = HEADER_LEN + G711_FRAME_BYTES
             self._fast_pt = self._payload_type
             self._fast_g711 = self.on_g711
-            self._reorder.start(start)
+            self._reorder.start(took.first_seq)
             self._log.debug("rtp_source_pinned", source=f"{self._source[0]}:{self._source[1]}", ssrc=self._ssrc)
         s = self._stats
         s.datagrams += n
         s.received += n
         s.delivered += n
         self._reorder.took(n)
-        at = float(hub.last_at[self._lane])
+        at = took.last_at
         self._last_packet_at = at if self._last_packet_at is None else max(at, self._last_packet_at)
 
     def _changed(self) -> None:
@@ -433,7 +439,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if self._hub is not None and not self._closed:
             self._hub.refresh(self._lane)
 
-    def _fast_state(self, concrete_source: bool = False) -> tuple[int, int, int, int] | None:
+    def fast_state(self, concrete_source: bool = False) -> tuple[int, int, int, int] | None:
         """What the hub may take by array for this call: (datagram length, payload type, SSRC, next
         sequence number), when its next packets are 20 ms G.711 straight on to on_g711. Before
         any packet, with a concrete expected source (not a wildcard host), SSRC and sequence number

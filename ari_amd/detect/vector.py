@@ -125,7 +125,8 @@ class VectorDecider:
     def column(self, slot: int) -> list[float]:
         """The slot's state as the columns hold it (its object's own steps taken in first)."""
         self._store_objects(np.array([slot]))
-        return self._state[:, slot].tolist()
+        values: list[float] = self._state[:, slot].tolist()
+        return values
 
     def _store_objects(self, slots: np.ndarray) -> None:
         """Objects stepped by themselves since the last pass: their state into the columns."""

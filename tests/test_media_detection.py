@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +42,6 @@ class Clock:
 def clips() -> dict[str, np.ndarray]:
     # Through mu-law, as the live path hears them: every route gets the same int16 audio.
     return {cat: decode_ulaw(encode_ulaw(make_clip(cat, 21 + i).samples)) for i, cat in enumerate(CATEGORIES)}
-
-
-@pytest.fixture
-def source() -> Iterator[socket.socket]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((HOST, 0))
-    yield s
-    s.close()
 
 
 def session_for(fmt: str, params: AmdParams, batch: FrameBatch | None, record: bool = False,
@@ -221,7 +212,7 @@ def test_an_unknown_format_is_refused_by_name() -> None:
         DetectionSession(PARAMS[0], "opus", lambda ev: None)
 
 
-def test_the_hub_queues_a_started_calls_frames_as_blocks(source: socket.socket,
+def test_the_hub_queues_a_started_calls_frames_as_blocks(sender: socket.socket,
                                                           clips: dict[str, np.ndarray]) -> None:  # fmt: skip
     """On an RtpHub, from `start` on the call's in-sequence G.711 is taken by array into the batch;
     before it, the same packets are decoded and held. The verdicts are classify's either way."""
@@ -232,7 +223,7 @@ def test_the_hub_queues_a_started_calls_frames_as_blocks(source: socket.socket,
     try:
         clock = Clock()
         session, events = session_for("ulaw", PARAMS[1], batch, record=True, clock=clock)
-        rx = RtpReceiver.attach(hub, "ulaw", session.on_audio, source.getsockname(), on_g711=session.on_g711)
+        rx = RtpReceiver.attach(hub, "ulaw", session.on_audio, sender.getsockname(), on_g711=session.on_g711)
         payload = encode_ulaw(audio).tobytes()
         n = len(audio) // FRAME
 
@@ -240,7 +231,7 @@ def test_the_hub_queues_a_started_calls_frames_as_blocks(source: socket.socket,
             for i in seqs:
                 packet = build_packet(payload[i * FRAME : (i + 1) * FRAME], sequence=i, timestamp=i * FRAME, ssrc=9,
                                       payload_type=0)  # fmt: skip
-                source.sendto(packet, (HOST, hub.port))
+                sender.sendto(packet, (HOST, hub.port))
                 if i % 8 == 7:
                     drain(hub, batch)
             drain(hub, batch)

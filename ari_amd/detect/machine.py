@@ -9,7 +9,7 @@ DetectMessageEnd: as Enable, but machine_start is only an interim verdict; then
                   a beep that ends into quiet        -> machine_end_beep
                   BeepTimeout after the greeting's last word, no beep:
                     quiet all along                  -> machine_end_silence
-                    music or tones heard             -> machine_end_other
+                    music heard                      -> machine_end_other
                   timeout, or the audio ends         -> machine_end_other (silence if quiet)
 Beyond Twilio's rules:
                   a tone sounding is not silence: it holds the human decision
@@ -101,7 +101,7 @@ class AmdStateMachine:
         Field("silence_origin", INT, "_silence_origin"),
         Field("run_closed", BOOL, "_run_closed"),
         Field("holding", BOOL, "_holding"),
-        Field("other_at", INT, "_other_at"),
+        Field("music_at", INT, "_music_at"),
         # The call's parameters, set once.
         Field("speech_threshold_ms", INT, "params.speech_threshold_ms", read_only=True),
         Field("speech_end_threshold_ms", INT, "params.speech_end_threshold_ms", read_only=True),
@@ -130,7 +130,7 @@ class AmdStateMachine:
         self._run_closed = False  # SpeechEndThreshold of silence ended the run; the next speech starts a new one
         self._held = False  # a greeting-length run has closed: Twilio's rule said human, we held it
         self._holding = False  # the run that closed was greeting-length: the human decision waits for a beep
-        self._other_at = -1  # GREETING: the last frame of music or tone after the greeting's last word
+        self._music_at = -1  # GREETING: the last frame of music heard while waiting for the beep
 
     # --- one frame ----------------------------------------------------------
     def step(
@@ -212,7 +212,7 @@ class AmdStateMachine:
                 self.state = State.GREETING
             elif self.state is State.GREETING:
                 # Hold music often plays between a greeting and its beep: keep listening.
-                self._other_at = t_ms
+                self._music_at = t_ms
         if self.state is State.WAITING:
             if self._run_start is not None:
                 self.state = State.SPEECH
@@ -260,10 +260,10 @@ class AmdStateMachine:
             waited = t_ms - (self._last_speech_end or 0)
             wait = max(p.beep_timeout_ms, p.speech_end_threshold_ms)
             if waited >= wait:
-                if self._other_at > (self._last_speech_end or 0):
+                if self._music_since_greeting():
                     return events + self._decide(
                         AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC,
-                        f"music or tones after the greeting, no beep within {wait}ms", waited, wait,
+                        f"music after the greeting, no beep within {wait}ms", waited, wait,
                     )
                 return events + self._decide(
                     AnsweredBy.MACHINE_END_SILENCE, t_ms, Rule.END_SILENCE,
@@ -279,7 +279,7 @@ class AmdStateMachine:
         if self.state is State.DONE:
             return []
         if self.state is State.GREETING:
-            if self._other_at > (self._last_speech_end or 0):
+            if self._music_since_greeting():
                 return self._decide(
                     AnsweredBy.MACHINE_END_OTHER, t_ms, Rule.MUSIC, f"music after the greeting; {cause} at {t_ms}ms",
                     t_ms,
@@ -341,6 +341,9 @@ class AmdStateMachine:
             kind = AnsweredBy.MACHINE_START if self.params.mode is Mode.ENABLE else AnsweredBy.MACHINE_END_BEEP
             events += self._decide(kind, t_ms, Rule.BEEP, cause + ", before a verdict", length)
         return events
+
+    def _music_since_greeting(self) -> bool:
+        return self._music_at > (self._last_speech_end or 0)
 
     def _sounding_at_answer(self, heard_at: int | None) -> bool:
         """Did the run in progress begin with the line itself (music or TV there from the answer)?"""

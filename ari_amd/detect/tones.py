@@ -393,9 +393,11 @@ class ToneTracker:
 
 
 def _beep_like(run: ToneRun) -> bool:
-    """Is this tone run shaped like (part of) a beep? Measured on the dev corpus: beep runs
-    hold their pitch within 2 Hz (p50) and their level within 0.3 dB; the vowels of flat,
-    synthetic voices that come closest waver by 18 Hz and 4 dB."""
+    """Is this tone run shaped like (part of) a beep? A beep is an oscillator switched on and
+    off: one frequency (20 ms frames estimate it to a few Hz) at one amplitude. A voice, even a
+    flat synthetic one, is a pulse train through a moving vocal tract: its harmonics drift with
+    its pitch (tens of Hz across a vowel, more at higher harmonics) and its level swells and
+    falls with the syllable (several dB)."""
     duration = run.end_ms - run.start_ms
     if not BEEP_LO_HZ <= run.hz <= BEEP_HI_HZ:
         return False
@@ -424,10 +426,14 @@ def _beep_like(run: ToneRun) -> bool:
     )
 
 
+def _in_ring_band(hz: float) -> bool:
+    return CPT_RING_HZ[0] <= hz <= CPT_RING_HZ[1]
+
+
 def _merge_gap(group: ToneRun) -> int:
     """How long a silence still joins the next tone to this group: longer after what may be
     the first tone of a UK double ring (its gap is 0.2 s), so the pair is judged together."""
-    ring_part = CPT_RING_HZ[0] <= group.hz <= CPT_RING_HZ[1] and group.end_ms - group.start_ms >= CPT_RING_PART_MS
+    ring_part = _in_ring_band(group.hz) and group.end_ms - group.start_ms >= CPT_RING_PART_MS
     return CPT_RING_GAP_MS if ring_part else BEEP_MERGE_GAP_MS
 
 
@@ -435,7 +441,7 @@ def _ringback_like(group: ToneRun, duration_ms: int) -> bool:
     """A tone group in the ringback band as long as a ring, or a double ring of long tones."""
     if CPT_EU_RING_HZ[0] <= group.hz <= CPT_EU_RING_HZ[1] and duration_ms >= CPT_EU_RING_MS:
         return True
-    return CPT_RING_HZ[0] <= group.hz <= CPT_RING_HZ[1] and group.parts >= 2 and group.shortest_ms >= CPT_RING_PART_MS
+    return _in_ring_band(group.hz) and group.parts >= 2 and group.shortest_ms >= CPT_RING_PART_MS
 
 
 def _near(hz: float, target: float, tol: float) -> bool:

@@ -7,9 +7,9 @@ those are array arithmetic over every call of the pass, one frame each, on the c
 held as columns (struct-of-arrays); Python touches only the utterance list of a call whose
 utterance opened or closed. The frames where something rare happens go to the call's own
 scalar step instead: a tone run long enough to judge ends, a beep waits for quiet, a fax tone
-is confirmed, ringback, music, or a rule of the state machine falls due (about 2% of frames
-on the dev corpus). For those the call's Detector takes in its columns, steps, and its state
-goes back into the columns before the next pass that needs them.
+is confirmed, ringback, music, or a rule of the state machine falls due (about 2% of a call's
+frames: such events are seconds apart). For those the call's Detector takes in its columns,
+steps, and its state goes back into the columns before the next pass that needs them.
 
 So there is one implementation of the rare paths, and two of the common one, side by side:
 each tracker declares its state (`STATE`: the columns, and how each holds its attribute) and

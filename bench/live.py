@@ -89,6 +89,9 @@ async def run_phase(engine: CallEngine, clips: list[tuple[str, Path, str]], para
             missing += 1
             continue
         agree += live.answered_by == want.answered_by
+        if live.answered_by != want.answered_by:
+            print(f"{label}: {path.name} live {live.answered_by.value} at {live.duration_ms} ms ({live.cause}); "
+                  f"offline {want.answered_by.value} at {want.duration_ms} ms ({want.cause})", file=sys.stderr)
         right += truth_of(live.answered_by.value) == truth
         deltas.append(live.duration_ms - want.duration_ms)
     for call in calls:
